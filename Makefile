@@ -1,0 +1,52 @@
+# Front door of the arm64 kdump lab.  See README.md.
+#
+#   make run     the demo: boot, report the linear map, kexec -p, crash, capture
+#   make test    every scenario, TAP, ends with "N passed, N failed"
+#   make bench   base against series: linear-map shape and boot cost
+#   make tree    build/linux = Debian linux-source-6.1 + patches/
+#   make patches regenerate patches/ from build/linux
+#   make check   checkpatch --strict and a build of every patch in turn
+
+SHELL := /bin/bash
+VARIANT ?= series
+MEM ?= 8G
+CMDLINE ?= rodata=on crashkernel=512M
+export LAB_T0 := $(shell date +%s)
+export _lab_t0 := $(LAB_T0)
+
+.PHONY: run test unit bench deps tree build guest patches check clean
+
+deps:
+	@lab/deps.sh
+
+tree: deps
+	@lab/tree.sh
+
+build: tree
+	@lab/build.sh base
+	@lab/build.sh series
+
+guest: build
+	@lab/guest.sh base
+	@lab/guest.sh series
+
+run: guest
+	@python3 lab/demo.py --variant "$(VARIANT)" --mem "$(MEM)" --cmdline "$(CMDLINE)"
+
+unit: tree
+	@python3 tests/run_tests.py --unit-only
+
+test: guest
+	@python3 tests/run_tests.py
+
+bench: guest
+	@python3 bench/bench.py
+
+patches:
+	@lab/patches.sh
+
+check: tree
+	@lab/check.sh
+
+clean:
+	rm -rf build/runs build/initramfs build/guest build/bench

@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""make run: one full kdump cycle on one kernel, explained.
+
+Boots VARIANT (base or series) with CMDLINE and MEM, reports how the linear
+map is mapped, loads a capture kernel with kexec -p, crashes with sysrq-c,
+and reports what the capture kernel found in /proc/vmcore.
+"""
+
+import argparse
+import sys
+
+import lab
+
+
+def mib(n):
+    return "%.1f MiB" % (n / (1 << 20))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--variant", default="series", choices=sorted(lab.VARIANTS))
+    ap.add_argument("--mem", default="8G")
+    ap.add_argument("--cmdline", default="rodata=on crashkernel=512M")
+    ap.add_argument("--timeout", type=int, default=300)
+    a = ap.parse_args()
+    try:
+        lab.parse_size(a.mem)
+    except ValueError as e:
+        sys.exit("error: MEM: %s" % e)
+
+    name = "demo-%s" % a.variant
+    lab.progress("booting %s kernel, %s RAM, '%s' (console: build/runs/%s/console.log)"
+                 % (a.variant, a.mem, a.cmdline, name))
+    r = lab.run_guest(name, a.variant, a.mem, a.cmdline, ["load-c", "crash"],
+                      timeout=a.timeout)
+    lab.progress("guest finished: %s after %.0fs" % (r.outcome, r.seconds))
+    if not r.steps("boot"):
+        print("NO RESULT: the guest reported nothing; see %s" % r.console)
+        return 2
+
+    print()
+    print("== %s kernel %s, %s RAM, cmdline: %s" % (a.variant, r.first("boot", "release"),
+                                                    a.mem, a.cmdline))
+    print("-- what the kernel logged about crashkernel:")
+    for line in r.all("boot", "klog") or ["(nothing)"]:
+        print("   " + line)
+    regs = r.all("boot", "iomem_crash")
+    print("-- crash regions in /proc/iomem: %s" % (", ".join(regs) or "none"))
+    m = r.map("boot")
+    print("-- linear map after boot:")
+    print("   PUD blocks %s, PMD blocks %s (%s contiguous), pages %s"
+          % (mib(m["pud_bytes"]), mib(m["pmd_bytes"]), mib(m["pmd_cont_bytes"]),
+             mib(m["pte_bytes"])))
+    print("   pages outside the crash regions: %s" % mib(m["pte_outside_crash"]))
+    print("   PTE tables: %d (%s of page tables), translation entries: %d"
+          % (m["pte_tables"], mib(m["pte_tables"] * 4096), m["tlb_entries"]))
+    print("   crash-region bytes inside block mappings: %d" % m["crash_in_block"])
+    loads = r.steps("load-c")
+    if loads:
+        ld = loads[0]
+        print("-- kexec -p -c: rc %s, kexec_crash_loaded %s, invalid (protected) bytes "
+              "in the crash regions: %s"
+              % (ld.get("rc", ["?"])[0], ld.get("crash_loaded", ["?"])[-1],
+                 mib(int(ld.get("map.invalid_crash", ["0"])[-1]))))
+    cap = r.steps("capture")
+    ok = False
+    if cap:
+        marker = r.first("crash", "marker")
+        found = r.first("capture", "marker_found") == marker
+        mkd = r.first("capture", "makedumpfile_rc")
+        print("-- capture kernel: /proc/vmcore %s bytes; vmcore-dmesg %s the marker; "
+              "makedumpfile -l -d 31 rc %s, dump %s bytes"
+              % (r.first("capture", "vmcore"), "shows" if found else "does NOT show",
+                 mkd, r.first("capture", "dump_bytes")))
+        ok = found and mkd == "0"
+    else:
+        print("-- capture kernel: no report (see %s)" % r.console)
+    print()
+    pages = m["pte_outside_crash"]
+    print("VERDICT: %s; linear map outside the crash regions: %s in pages%s"
+          % ("capture OK" if ok else "capture FAILED", mib(pages),
+             "" if m["crash_in_block"] == 0 else "; crash region inside BLOCKS"))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+#!/bin/bash
+# Install the host packages the lab needs (Debian 12).  Idempotent: does
+# nothing when everything is already there.
+. "$(dirname "$0")/lib.sh"
+
+HOST_PKGS=(gcc gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-system-arm
+	qemu-efi-aarch64 linux-source-6.1 bc bison flex libssl-dev libelf-dev
+	cpio ccache make git xz-utils python3 perl dpkg-dev binutils-aarch64-linux-gnu
+	gnuplot-nox kmod rsync)
+
+missing=()
+for p in "${HOST_PKGS[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+		missing+=("$p")
+done
+arm64_ok=0
+dpkg --print-foreign-architectures | grep -qx arm64 && arm64_ok=1
+
+if [ ${#missing[@]} -eq 0 ] && [ $arm64_ok = 1 ]; then
+	exit 0
+fi
+
+[ "$(id -u)" = 0 ] ||
+	die "missing packages: ${missing[*]:-(arm64 architecture not enabled)}; run 'make deps' as root"
+
+progress "installing host packages: ${missing[*]:-none} (log: $LOGS/apt.log)"
+[ $arm64_ok = 1 ] || dpkg --add-architecture arm64
+run_logged "$LOGS/apt-update.log" apt-get update
+run_logged "$LOGS/apt.log" env DEBIAN_FRONTEND=noninteractive \
+	apt-get install -y --no-install-recommends "${missing[@]}"
+progress "host packages installed"
