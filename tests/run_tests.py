@@ -19,67 +19,131 @@ sys.path.insert(0, HERE)
 import scenarios as S  # noqa: E402
 from scenarios import lab  # noqa: E402
 
-# name: (variant, mem, cmdline, steps, checks)
-#   checks: list of check kinds understood by evaluate()
+G4 = 4 * S.GIB
+M = S.MIB
+LOAD_UNLOAD = ["load-c", "unload", "load-s", "unload", "selftest"]
+PROTECT = ["protect-c", "protect-s", "selftest"]
+
+
+def sc(variant="series", mem="8G", cmdline="", steps=(), checks=(),
+       regions=None, log=None, control=None):
+    """A scenario.  regions: the crash regions expected in /proc/iomem, as
+    (size, lowest start, highest end); log: a substring the kernel log must
+    have; control: the scenario whose boot is this one's control."""
+    return dict(variant=variant, mem=mem, cmdline="rodata=on " + cmdline,
+                steps=list(steps), checks=list(checks), regions=regions,
+                log=log, control=control)
+
+
 SCENARIOS = {
-    "control": ("series", "8G", "rodata=on", ["selftest"], ["control"]),
-    "plain-512M": ("series", "8G", "rodata=on crashkernel=512M",
-                   ["load-c", "unload", "load-s", "unload", "selftest"],
-                   ["shape", "low", "protect-c", "protect-s", "selftest"]),
-    "high-1G-low-128M": ("series", "8G",
-                         "rodata=on crashkernel=1G,high crashkernel=128M,low",
-                         ["load-c", "unload", "load-s", "unload", "selftest"],
-                         ["shape", "high-low", "protect-c", "protect-s", "selftest"]),
-    "crash-plain-512M": ("series", "8G", "rodata=on crashkernel=512M",
-                         ["load-c", "crash"], ["capture"]),
-    "base-control": ("base", "8G", "rodata=on", [], ["control"]),
-    "base-plain-512M": ("base", "8G", "rodata=on crashkernel=512M",
-                        ["load-c", "unload", "selftest"],
-                        ["shape", "low", "protect-c", "selftest"]),
+    # Controls: the same machines without crashkernel=.
+    "control": sc(steps=["selftest"], checks=["control"]),
+    "control-16G": sc(mem="16G", checks=["control"]),
+    "base-control": sc("base", checks=["control"]),
+    # Every crashkernel= form: reservation, shape, protection.
+    "plain-512M": sc(cmdline="crashkernel=512M", steps=LOAD_UNLOAD,
+                     checks=["shape"] + PROTECT, regions=[(512 * M, 0, G4)],
+                     log="reserved after paging_init, below the DMA limit"),
+    "plain-512M-16G": sc(mem="16G", cmdline="crashkernel=512M", steps=["load-c", "unload"],
+                         checks=["shape", "protect-c"], regions=[(512 * M, 0, G4)],
+                         control="control-16G"),
+    "high-1G": sc(cmdline="crashkernel=1G,high", steps=LOAD_UNLOAD, checks=["shape"] + PROTECT,
+                  regions=[(S.GIB, G4, 1 << 48)], log="reserved before paging_init (crashkernel=,high)"),
+    "high-1G-low-128M": sc(cmdline="crashkernel=1G,high crashkernel=128M,low", steps=LOAD_UNLOAD,
+                           checks=["shape"] + PROTECT,
+                           regions=[(128 * M, 0, G4), (S.GIB, G4, 1 << 48)],
+                           log="low 0x"),
+    "fixed-256M@0x60000000": sc(cmdline="crashkernel=256M@0x60000000", steps=LOAD_UNLOAD,
+                                checks=["shape"] + PROTECT,
+                                regions=[(256 * M, 0x60000000, 0x70000000)],
+                                log="reserved before paging_init (fixed base)"),
+    "range-syntax": sc(cmdline="crashkernel=1G-4G:192M,4G-:384M", steps=["load-c", "unload"],
+                       checks=["shape", "protect-c"], regions=[(384 * M, 0, G4)]),
+    # Shrink through /sys/kernel/kexec_crash_size, then load again.
+    "shrink-64M": sc(cmdline="crashkernel=512M", steps=["shrink:67108864", "load-c", "unload"],
+                     checks=["shrink", "protect-c"], regions=[(512 * M, 0, G4)]),
+    # Crash and capture, for each layout.
+    "crash-plain-512M": sc(cmdline="crashkernel=512M", steps=["load-c", "crash"],
+                           checks=["capture"], regions=[(512 * M, 0, G4)]),
+    "crash-high-low": sc(cmdline="crashkernel=1G,high crashkernel=128M,low",
+                         steps=["load-s", "crash"], checks=["capture"],
+                         regions=[(128 * M, 0, G4), (S.GIB, G4, 1 << 48)]),
+    "crash-fixed": sc(cmdline="crashkernel=256M@0x60000000", steps=["load-c", "crash"],
+                      checks=["capture"], regions=[(256 * M, 0x60000000, 0x70000000)]),
+    # Bad input: nothing reserved, a log line with the reason, blocks kept.
+    "bad-garbage": sc(cmdline="crashkernel=foo", checks=["nothing"],
+                      log="invalid crashkernel= value, nothing reserved"),
+    "bad-zero": sc(cmdline="crashkernel=0", checks=["nothing"], log="size is zero"),
+    "bad-too-large": sc(cmdline="crashkernel=64G", checks=["nothing"],
+                        log="cannot allocate crashkernel"),
+    "bad-low-alone": sc(cmdline="crashkernel=128M,low", checks=["nothing"],
+                        log="crashkernel=,low without crashkernel=,high"),
+    "bad-unaligned-base": sc(cmdline="crashkernel=256M@0x60100000", checks=["nothing"],
+                             log="is not aligned to 2 MiB"),
+    "bad-base-beyond-ram": sc(cmdline="crashkernel=256M@0x400000000", checks=["nothing"],
+                              log="is not free RAM"),
+    # The unpatched kernel: the shape checks must fail there.
+    "base-plain-512M": sc("base", cmdline="crashkernel=512M", steps=["load-c", "unload", "selftest"],
+                          checks=["shape", "protect-c", "selftest"], regions=[(512 * M, 0, G4)]),
 }
 
 
 def control_of(name):
-    return "base-control" if SCENARIOS[name][0] == "base" else "control"
+    s = SCENARIOS[name]
+    if s["control"]:
+        return s["control"]
+    return "base-control" if s["variant"] == "base" else "control"
+
+
+def check_regions(c, regs, want):
+    got = sorted(regs)
+    ok = len(got) == len(want)
+    for (s, e), (size, lo, hi) in zip(got, sorted(want, key=lambda w: w[1])):
+        ok = ok and e - s == size and s >= lo and e <= hi
+    c.check("crash_regions_as_expected", ok, "got %s, want (size, lo, hi) %s" % (
+        [(hex(s), hex(e)) for s, e in got], [(hex(a), hex(b), hex(d)) for a, b, d in want]))
 
 
 def evaluate(name, results):
-    variant, mem, cmdline, steps, kinds = SCENARIOS[name]
+    spec = SCENARIOS[name]
     res = results[name]
-    c = S.Checker(name, variant)
+    c = S.Checker(name, spec["variant"])
     if not S.check_boot(c, res):
         return c
     c.eq("guest_finished", res.outcome, lab.DONE)
     regs = S.regions(res)
     total = sum(e - s for s, e in regs)
-    for k in kinds:
+    if spec["regions"] is not None:
+        check_regions(c, regs, spec["regions"])
+    if spec["log"]:
+        c.check("kernel_log_says_" + spec["log"].replace(" ", "_")[:40],
+                any(spec["log"] in line for line in S.klog(res)),
+                "no '%s' in the crashkernel log lines: %s" % (spec["log"], S.klog(res)))
+    ctl = results.get(control_of(name))
+    for k in spec["checks"]:
         if k == "control":
             c.eq("no_crash_region", regs, [])
             m = res.map("boot")
             c.check("linear_map_has_blocks", m.get("pud_bytes", 0) + m.get("pmd_bytes", 0) > 0,
                     "pud %s pmd %s" % (m.get("pud_bytes"), m.get("pmd_bytes")))
-        elif k == "shape":
-            ctl = results.get(control_of(name))
-            if c.check("control_available", ctl and ctl.records, "control boot gave no result"):
+        elif k in ("shape", "nothing"):
+            if not c.check("control_available", ctl and ctl.records, "control boot gave no result"):
+                continue
+            if k == "nothing":
+                c.eq("no_crash_region", regs, [])
+                m, cm = res.map("boot"), ctl.map("boot")
+                for key in ("pud_bytes", "pmd_bytes", "pte_bytes", "pte_tables"):
+                    c.eq("same_%s_as_control" % key, m.get(key), cm.get(key))
+            else:
                 S.check_shape(c, res, ctl, total)
-        elif k == "low":
-            ok = len(regs) == 1 and regs[0][1] - regs[0][0] == 512 * S.MIB \
-                and regs[0][1] <= S.DMA_LIMIT
-            c.check("one_512M_region_below_dma_limit", ok, "regions %s" % [
-                    (hex(s), hex(e)) for s, e in regs])
-        elif k == "high-low":
-            hi = [r for r in regs if r[0] >= S.DMA_LIMIT]
-            lo = [r for r in regs if r[1] <= S.DMA_LIMIT]
-            c.check("high_1G_above_4G", [e - s for s, e in hi] == [S.GIB],
-                    "regions %s" % [(hex(s), hex(e)) for s, e in regs])
-            c.check("low_128M_below_dma_limit", [e - s for s, e in lo] == [128 * S.MIB],
-                    "regions %s" % [(hex(s), hex(e)) for s, e in regs])
         elif k in ("protect-c", "protect-s"):
-            S.check_load_unload(c, res, k[-2:], S.image_size(variant))
+            S.check_load_unload(c, res, k[-2:], S.image_size(spec["variant"]))
         elif k == "selftest":
             S.check_selftest(c, res)
         elif k == "capture":
             S.check_capture(c, res)
+        elif k == "shrink":
+            S.check_shrink(c, res, 64 * M)
     return c
 
 
@@ -139,7 +203,7 @@ def main():
             sys.exit("error: unknown scenario %r; known: %s" % (n, " ".join(SCENARIOS)))
     # Shape checks need their control boot.
     for n in list(names):
-        if "shape" in SCENARIOS[n][4] and control_of(n) not in names:
+        if {"shape", "nothing"} & set(SCENARIOS[n]["checks"]) and control_of(n) not in names:
             names.insert(0, control_of(n))
 
     # (name, ok, detail, directive) in TAP order
@@ -149,9 +213,10 @@ def main():
         checks += [(n, ok, d, "") for n, ok, d in unit_checks()]
 
     def boot(n):
-        variant, mem, cmdline, steps, _ = SCENARIOS[n]
-        lab.progress("boot %s (%s, %s, %s)" % (n, variant, mem, cmdline))
-        r = lab.run_guest(n, variant, mem, cmdline, steps, timeout=args.timeout)
+        s = SCENARIOS[n]
+        lab.progress("boot %s (%s, %s, %s)" % (n, s["variant"], s["mem"], s["cmdline"]))
+        r = lab.run_guest(n, s["variant"], s["mem"], s["cmdline"], s["steps"],
+                          timeout=args.timeout)
         lab.progress("  %s: %s in %.0fs" % (n, r.outcome, r.seconds))
         return n, r
 

@@ -129,3 +129,25 @@ def check_capture(c, res):
 
 def image_size(variant):
     return os.path.getsize(lab.kernel_image(variant))
+
+
+def check_shrink(c, res, delta):
+    """Lowering kexec_crash_size by DELTA gives DELTA back to the page allocator."""
+    sh = res.steps("shrink")
+    if not c.check("shrink_ran", sh, "no shrink records"):
+        return
+    sh = sh[0]
+    c.eq("shrink_rc", sh.get("rc"), ["0"])
+    before = sum(e - s for s, e in regions(res))
+    after = 0
+    for v in sh.get("iomem_crash", []):
+        s, e = v.split("-")
+        after += int(e, 16) - int(s, 16)
+    c.eq("iomem_crash_shrunk_by_delta", before - after, delta)
+    c.eq("kexec_crash_size_after_shrink", sh.get("crash_size"), [str(before - delta)])
+    grown = int(sh.get("memfree_delta_kb", ["0"])[0]) * 1024
+    # MemFree moves with whatever else the guest allocates meanwhile; the
+    # freed pages must show up, give or take 4 MiB.
+    c.check("memfree_grew_by_delta", abs(grown - delta) <= 4 * MIB,
+            "MemFree grew by %d bytes, shrunk by %d" % (grown, delta))
+    c.eq("crash_in_block_after_shrink", sh.get("map.crash_in_block"), ["0"])
