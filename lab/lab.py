@@ -61,11 +61,15 @@ class Result:
 
     def steps(self, step):
         """Record groups of every run of STEP, in order: [{key: [values]}]."""
+        return [g for _, g in self.runs(step)]
+
+    def runs(self, step):
+        """[(idx, {key: [values]})] for every run of STEP, in order."""
         groups = {}
         for r in self.records:
             if r.step == step:
                 groups.setdefault(r.idx, {}).setdefault(r.key, []).append(r.value)
-        return [groups[i] for i in sorted(groups)]
+        return sorted(groups.items())
 
     def first(self, step, key, default=None):
         for r in self.records:
@@ -100,6 +104,39 @@ def parse_records(text):
         m = _REC.match(line.rstrip("\r"))
         if m:
             out.append(Record(int(m.group(1)), m.group(2), m.group(3), m.group(4)))
+    return out
+
+
+def dma_limited_dtb(mem, bits):
+    """QEMU virt's own device tree for MEM of RAM, plus a bus whose
+    dma-ranges limit DMA to BITS address bits (as on the Raspberry Pi 4).
+    The kernel takes the lowest such limit for ZONE_DMA."""
+    out = os.path.join(BUILD, "dtb", "virt-%s-dma%d.dtb" % (mem, bits))
+    if os.path.exists(out):
+        return out
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    raw = out + ".orig"
+    subprocess.run(["qemu-system-aarch64", "-M", "virt,dtb-kaslr-seed=off,dumpdtb=" + raw,
+                    "-cpu", "max", "-m", mem, "-display", "none"],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    dts = subprocess.run(["dtc", "-q", "-I", "dtb", "-O", "dts", raw], check=True,
+                         capture_output=True, text=True).stdout
+    limit = 1 << bits
+    # RAM starts at 1 GiB on virt: the window covers [1 GiB, 2^bits).
+    node = """
+\tdma-limited-bus {
+\t\tcompatible = "simple-bus";
+\t\t#address-cells = <0x02>;
+\t\t#size-cells = <0x02>;
+\t\tranges;
+\t\tdma-ranges = <0x00 0x40000000 0x00 0x40000000 0x%02x 0x%08x>;
+\t};
+""" % ((limit - 0x40000000) >> 32, (limit - 0x40000000) & 0xffffffff)
+    i = dts.rindex("};")
+    dts = dts[:i] + node + dts[i:]
+    subprocess.run(["dtc", "-q", "-I", "dts", "-O", "dtb", "-o", out, "-"], input=dts,
+                   check=True, text=True)
+    os.unlink(raw)
     return out
 
 

@@ -76,24 +76,30 @@ def check_shape(c, res, control, crash_total):
             % (m.get("pte_tables"), limit, cm["pte_tables"]))
 
 
-def check_load_unload(c, res, how, image_size, nth=0):
-    """kexec -p HOW then kexec -p -u: the segments go invalid and come back."""
-    loads = res.steps("load" + how)
-    unloads = res.steps("unload")
-    if not c.check("load%s_ran_%d" % (how, nth), len(loads) > nth and len(unloads) > nth,
-                   "missing load/unload records; console: %s" % res.console):
+def check_load_unload(c, res, how, image_size):
+    """Every kexec -p HOW and the kexec -p -u that follows it: the loaded
+    segments go invalid, and come back on unload."""
+    loads = res.runs("load" + how)
+    unloads = res.runs("unload")
+    if not c.check("load%s_ran" % how, loads, "no load%s records; console: %s"
+                   % (how, res.console)):
         return
-    ld, ul = loads[nth], unloads[nth]
-    c.eq("load%s_rc" % how, ld.get("rc"), ["0"])
-    c.eq("loaded_after_load%s" % how, ld.get("crash_loaded"), ["1"])
-    inv = int(ld.get("map.invalid_crash", ["0"])[-1])
-    c.check("segments_invalid_after_load%s" % how, inv >= image_size,
-            "invalid bytes in crash regions %d, Image %d" % (inv, image_size))
-    c.eq("nothing_invalid_outside_crash_load%s" % how,
-         ld.get("map.invalid_outside"), ["0"])
-    c.eq("unload_rc_after_load%s" % how, ul.get("rc"), ["0"])
-    c.eq("not_loaded_after_unload%s" % how, ul.get("crash_loaded"), ["0"])
-    c.eq("segments_valid_after_unload%s" % how, ul.get("map.invalid_crash"), ["0"])
+    for n, (idx, ld) in enumerate(loads):
+        sfx = how if len(loads) == 1 else "%s_%d" % (how, n + 1)
+        c.eq("load%s_rc" % sfx, ld.get("rc"), ["0"])
+        c.eq("loaded_after_load%s" % sfx, ld.get("crash_loaded"), ["1"])
+        inv = int(ld.get("map.invalid_crash", ["0"])[-1])
+        c.check("segments_invalid_after_load%s" % sfx, inv >= image_size,
+                "invalid bytes in crash regions %d, Image %d" % (inv, image_size))
+        c.eq("nothing_invalid_outside_crash_load%s" % sfx, ld.get("map.invalid_outside"), ["0"])
+        nxt = [i for i, _ in loads[n + 1:]] + [1 << 30]
+        after = [u for i, u in unloads if idx < i < nxt[0]]
+        if not after:
+            continue
+        ul = after[0]
+        c.eq("unload_rc_after_load%s" % sfx, ul.get("rc"), ["0"])
+        c.eq("not_loaded_after_unload%s" % sfx, ul.get("crash_loaded"), ["0"])
+        c.eq("segments_valid_after_unload%s" % sfx, ul.get("map.invalid_crash"), ["0"])
 
 
 def check_selftest(c, res):

@@ -1,0 +1,203 @@
+#!/usr/bin/env python3
+"""make bench: base against series, under identical QEMU settings, one run.
+
+Every guest runs with -icount shift=0,sleep=off, so virtual time counts
+instructions and every figure is deterministic; /init reads cntvct_el0
+(62.5 MHz, 16 instructions a tick) when userspace starts.
+
+Figures, for base and series, without and with crashkernel=:
+  - linear-map shape (ptdump via the kselftest's --report);
+  - ticks to /init against RAM (2G..16G) and against the crash size (8G);
+  - ticks from sysrq-c to the end of makedumpfile (the kdump cycle).
+Writes build/bench/{results.json,results.csv,table.md,bench.svg}; a failed
+run is recorded as such and the others go on.
+"""
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "lab"))
+import lab  # noqa: E402
+
+OUT = os.path.join(lab.BUILD, "bench")
+RAMS = ["2G", "4G", "8G", "16G"]
+CRASH = "512M"
+SWEEP = ["128M", "256M", "512M", "1G", "2G"]
+MIB = 1 << 20
+
+
+def runs():
+    """(key, variant, mem, crashkernel or None, steps)"""
+    out = []
+    for v in ("base", "series"):
+        for mem in RAMS:
+            out.append(("boot", v, mem, None, []))
+            out.append(("boot", v, mem, CRASH, []))
+        for size in SWEEP:
+            if size != CRASH:
+                out.append(("sweep", v, "8G", size, []))
+        out.append(("kdump", v, "8G", CRASH, ["load-c", "crash"]))
+    return out
+
+
+def one(job, timeout):
+    kind, v, mem, ck, steps = job
+    name = "bench-%s-%s-%s-%s" % (kind, v, mem, ck or "none")
+    cmdline = "rodata=on" + (" crashkernel=" + ck if ck else "")
+    r = lab.run_guest(name, v, mem, cmdline, steps, icount=True, smp=1, timeout=timeout)
+    row = dict(kind=kind, variant=v, mem=mem, crashkernel=ck or "", outcome=r.outcome,
+               console=r.console)
+    try:
+        row["ticks"] = int(r.first("boot", "ticks"))
+        m = r.map("boot")
+        for k in ("pud_bytes", "pmd_bytes", "pmd_cont_bytes", "pte_bytes", "pte_outside_crash",
+                  "pte_tables", "tlb_entries", "crash_bytes", "crash_in_block"):
+            row[k] = m[k]
+        if kind == "kdump":
+            row["kdump_ticks"] = int(r.first("capture", "t_dumped")) - int(r.first("crash", "t_crash"))
+    except (TypeError, KeyError, IndexError, ValueError) as e:
+        row["error"] = "missing figure (%s); see %s" % (e, r.console)
+    lab.progress("%-6s %-6s %4s crashkernel=%-5s %s%s" % (
+        kind, v, mem, ck or "-", r.outcome,
+        " ticks=%d" % row["ticks"] if "ticks" in row else " " + row.get("error", "")))
+    return row
+
+
+def find(rows, **kw):
+    for r in rows:
+        if all(r.get(k) == v for k, v in kw.items()) and "error" not in r:
+            return r
+    return None
+
+
+def pct(a, b):
+    return "%+.2f%%" % (100.0 * (a - b) / b) if a is not None and b else "n/a"
+
+
+def table(rows):
+    L = []
+    L.append("### Boot cost to /init (ticks of cntvct_el0, -icount shift=0; crashkernel=%s)\n" % CRASH)
+    L.append("| RAM | base, none | base, crashkernel | base cost | series, none | series, crashkernel | series cost |")
+    L.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for mem in RAMS:
+        b0 = find(rows, kind="boot", variant="base", mem=mem, crashkernel="")
+        b1 = find(rows, kind="boot", variant="base", mem=mem, crashkernel=CRASH)
+        s0 = find(rows, kind="boot", variant="series", mem=mem, crashkernel="")
+        s1 = find(rows, kind="boot", variant="series", mem=mem, crashkernel=CRASH)
+        t = [x["ticks"] if x else None for x in (b0, b1, s0, s1)]
+        f = ["%d" % x if x is not None else "failed" for x in t]
+        L.append("| %s | %s | %s | %s | %s | %s | %s |" % (
+            mem, f[0], f[1], pct(t[1], t[0]), f[2], f[3], pct(t[3], t[2])))
+    L.append("\n### Linear map (ptdump), crashkernel=%s\n" % CRASH)
+    L.append("| RAM | kernel | PUD blocks MiB | PMD blocks MiB (cont) | pages MiB | pages outside crash MiB "
+             "| PTE tables (MiB) | translation entries |")
+    L.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for mem in RAMS:
+        for v in ("base", "series"):
+            for ck in ("", CRASH):
+                x = find(rows, kind="boot", variant=v, mem=mem, crashkernel=ck)
+                if not x:
+                    continue
+                L.append("| %s | %s%s | %d | %d (%d) | %d | %.1f | %d (%.1f) | %d |" % (
+                    mem, v, ", crashkernel" if ck else ", none", x["pud_bytes"] // MIB,
+                    x["pmd_bytes"] // MIB, x["pmd_cont_bytes"] // MIB, x["pte_bytes"] // MIB,
+                    x["pte_outside_crash"] / MIB, x["pte_tables"], x["pte_tables"] * 4096 / MIB,
+                    x["tlb_entries"]))
+    L.append("\n### Crash size sweep at 8G (ticks to /init)\n")
+    L.append("| crashkernel | base | base cost | series | series cost | series PTE tables |")
+    L.append("| --- | ---: | ---: | ---: | ---: | ---: |")
+    b0 = find(rows, kind="boot", variant="base", mem="8G", crashkernel="")
+    s0 = find(rows, kind="boot", variant="series", mem="8G", crashkernel="")
+    for size in SWEEP:
+        kind = "boot" if size == CRASH else "sweep"
+        b = find(rows, kind=kind, variant="base", mem="8G", crashkernel=size)
+        s = find(rows, kind=kind, variant="series", mem="8G", crashkernel=size)
+        L.append("| %s | %s | %s | %s | %s | %s |" % (
+            size, b["ticks"] if b else "failed", pct(b and b["ticks"], b0 and b0["ticks"]),
+            s["ticks"] if s else "failed", pct(s and s["ticks"], s0 and s0["ticks"]),
+            s["pte_tables"] if s else "n/a"))
+    L.append("\n### kdump cycle at 8G, crashkernel=%s (ticks from sysrq-c to the end of makedumpfile)\n" % CRASH)
+    L.append("| kernel | ticks |")
+    L.append("| --- | ---: |")
+    for v in ("base", "series"):
+        x = find(rows, kind="kdump", variant=v)
+        L.append("| %s | %s |" % (v, x["kdump_ticks"] if x else "failed"))
+    bad = [r for r in rows if "error" in r]
+    if bad:
+        L.append("\nFailed runs: " + "; ".join("%s %s %s %s: %s" % (
+            r["kind"], r["variant"], r["mem"], r["crashkernel"], r["error"]) for r in bad))
+    return "\n".join(L) + "\n"
+
+
+def plot(rows):
+    if not shutil.which("gnuplot"):
+        lab.progress("gnuplot missing: no plot (apt-get install gnuplot-nox)")
+        return None
+    dat = os.path.join(OUT, "plot.dat")
+    with open(dat, "w") as f:
+        f.write("# GiB base_cost_pct series_cost_pct base_pte_mib series_pte_mib\n")
+        for mem in RAMS:
+            g = [find(rows, kind="boot", variant=v, mem=mem, crashkernel=c)
+                 for v in ("base", "series") for c in ("", CRASH)]
+            if not all(g):
+                continue
+            f.write("%s %.3f %.3f %.3f %.3f\n" % (
+                mem[:-1], 100.0 * (g[1]["ticks"] - g[0]["ticks"]) / g[0]["ticks"],
+                100.0 * (g[3]["ticks"] - g[2]["ticks"]) / g[2]["ticks"],
+                g[1]["pte_tables"] * 4096 / MIB, g[3]["pte_tables"] * 4096 / MIB))
+    svg = os.path.join(OUT, "bench.svg")
+    script = """set terminal svg size 900,400 dynamic
+set output '%s'
+set multiplot layout 1,2
+set key top left
+set xlabel 'RAM (GiB)'
+set ylabel 'boot cost of crashkernel=%s (%% of ticks to /init)'
+set grid
+plot '%s' u 1:2 w lp t 'base 6.1.192', '' u 1:3 w lp t 'series'
+set ylabel 'linear-map PTE tables (MiB)'
+plot '%s' u 1:4 w lp t 'base 6.1.192', '' u 1:5 w lp t 'series'
+unset multiplot
+""" % (svg, CRASH, dat, dat)
+    p = subprocess.run(["gnuplot"], input=script, text=True, capture_output=True)
+    if p.returncode:
+        lab.progress("gnuplot failed: %s" % p.stderr.strip())
+        return None
+    return svg
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--jobs", type=int, default=int(os.environ.get("LAB_JOBS", "2")))
+    ap.add_argument("--timeout", type=int, default=600)
+    a = ap.parse_args()
+    os.makedirs(OUT, exist_ok=True)
+    jobs = runs()
+    lab.progress("bench: %d guests, %d at a time, -icount shift=0,sleep=off" % (len(jobs), a.jobs))
+    with ThreadPoolExecutor(max_workers=a.jobs) as ex:
+        rows = list(ex.map(lambda j: one(j, a.timeout), jobs))
+    with open(os.path.join(OUT, "results.json"), "w") as f:
+        json.dump(rows, f, indent=1)
+    keys = sorted({k for r in rows for k in r})
+    with open(os.path.join(OUT, "results.csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+    md = table(rows)
+    with open(os.path.join(OUT, "table.md"), "w") as f:
+        f.write(md)
+    print(md)
+    svg = plot(rows)
+    lab.progress("wrote build/bench/table.md, results.json, results.csv%s"
+                 % (", bench.svg" if svg else ""))
+    return 1 if any("error" in r for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
