@@ -26,13 +26,19 @@ PROTECT = ["protect-c", "protect-s", "selftest"]
 
 
 def sc(variant="series", mem="8G", cmdline="", steps=(), checks=(),
-       regions=None, log=None, control=None):
+       regions=None, log=None, control=None, firmware="dt", dma_bits=None,
+       rodata="on", free_pages_invalid=False):
     """A scenario.  regions: the crash regions expected in /proc/iomem, as
     (size, lowest start, highest end); log: a substring the kernel log must
-    have; control: the scenario whose boot is this one's control."""
-    return dict(variant=variant, mem=mem, cmdline="rodata=on " + cmdline,
+    have; control: the scenario whose boot is this one's control;
+    firmware: "dt" (QEMU's device tree) or "uefi" (QEMU_EFI.fd, ACPI);
+    dma_bits: boot with a device tree whose dma-ranges limit DMA to that;
+    free_pages_invalid: debug_pagealloc unmaps free pages, so invalid
+    entries outside the crash regions are expected."""
+    return dict(variant=variant, mem=mem, cmdline=("rodata=%s " % rodata + cmdline).strip(),
                 steps=list(steps), checks=list(checks), regions=regions,
-                log=log, control=control)
+                log=log, control=control, firmware=firmware, dma_bits=dma_bits,
+                free_pages_invalid=free_pages_invalid)
 
 
 SCENARIOS = {
@@ -82,6 +88,52 @@ SCENARIOS = {
                              log="is not aligned to 2 MiB"),
     "bad-base-beyond-ram": sc(cmdline="crashkernel=256M@0x400000000", checks=["nothing"],
                               log="is not free RAM"),
+    # Little memory: the region shares its 1G slot with the page tables,
+    # memblock and the unflattened DT, all live during the rebuild.
+    "control-2G": sc(mem="2G", checks=["control"]),
+    "plain-512M-2G": sc(mem="2G", cmdline="crashkernel=512M",
+                        steps=["load-c", "unload", "load-c", "crash"],
+                        checks=["shape", "protect-c", "capture"], regions=[(512 * M, 0, G4)],
+                        control="control-2G"),
+    # ,high with no RAM above 4G: the documented fallback takes it below.
+    "high-512M-no-ram-above-4G": sc(mem="2G", cmdline="crashkernel=512M,high",
+                                    steps=["load-c", "unload"], checks=["shape", "protect-c"],
+                                    regions=[(512 * M, 0, G4)], control="control-2G",
+                                    log="no room above 4 GiB for crashkernel=,high"),
+    # Load and unload again and again, both ways.
+    "cycles-20": sc(cmdline="crashkernel=512M",
+                    steps=["load-c", "unload", "load-s", "unload"] * 10,
+                    checks=["protect-c", "protect-s"], regions=[(512 * M, 0, G4)]),
+    # Options that page-map everything: still correct, protected, dumpable.
+    "rodata-full": sc(cmdline="crashkernel=512M", rodata="full",
+                      steps=["load-c", "unload", "selftest", "load-s", "crash"],
+                      checks=["forced", "protect-c", "protect-s", "selftest", "capture"],
+                      regions=[(512 * M, 0, G4)]),
+    "debug-pagealloc": sc(cmdline="crashkernel=512M debug_pagealloc=on",
+                          steps=["load-c", "unload", "selftest", "load-c", "crash"],
+                          checks=["forced", "protect-c", "selftest", "capture"],
+                          regions=[(512 * M, 0, G4)], free_pages_invalid=True),
+    # A DMA zone that ends below 4 GiB (31 bits: RAM starts at 1 GiB on virt).
+    "control-dma31": sc(dma_bits=31, checks=["control"]),
+    "plain-256M-dma31": sc(dma_bits=31, cmdline="crashkernel=256M",
+                           steps=["load-c", "unload", "load-s", "crash"],
+                           checks=["shape", "protect-c", "capture"],
+                           regions=[(256 * M, 0, 0x80000000)], control="control-dma31",
+                           log="below the DMA limit 0x80000000"),
+    "high-low-dma31": sc(dma_bits=31, cmdline="crashkernel=1G,high crashkernel=128M,low",
+                         steps=["load-c", "unload"], checks=["shape", "protect-c"],
+                         regions=[(128 * M, 0, 0x80000000), (S.GIB, G4, 1 << 48)],
+                         control="control-dma31"),
+    # UEFI + ACPI, the way arm64 servers boot.
+    "control-uefi": sc(firmware="uefi", checks=["control"]),
+    "plain-512M-uefi": sc(firmware="uefi", cmdline="crashkernel=512M",
+                          steps=["load-c", "unload", "load-s", "crash"],
+                          checks=["shape", "protect-c", "capture"],
+                          regions=[(512 * M, 0, G4)], control="control-uefi"),
+    "high-low-uefi": sc(firmware="uefi", cmdline="crashkernel=1G,high crashkernel=128M,low",
+                        steps=["load-c", "unload"], checks=["shape", "protect-c"],
+                        regions=[(128 * M, 0, G4), (S.GIB, G4, 1 << 48)],
+                        control="control-uefi"),
     # The unpatched kernel: the shape checks must fail there.
     "base-plain-512M": sc("base", cmdline="crashkernel=512M", steps=["load-c", "unload", "selftest"],
                           checks=["shape", "protect-c", "selftest"], regions=[(512 * M, 0, G4)]),
@@ -136,8 +188,14 @@ def evaluate(name, results):
                     c.eq("same_%s_as_control" % key, m.get(key), cm.get(key))
             else:
                 S.check_shape(c, res, ctl, total)
+        elif k == "forced":
+            m = res.map("boot")
+            c.eq("crash_in_block_is_zero", m.get("crash_in_block"), 0)
+            c.check("everything_page_mapped", m.get("pud_bytes") == 0 and m.get("pmd_bytes") == 0,
+                    "pud %s pmd %s" % (m.get("pud_bytes"), m.get("pmd_bytes")))
         elif k in ("protect-c", "protect-s"):
-            S.check_load_unload(c, res, k[-2:], S.image_size(spec["variant"]))
+            S.check_load_unload(c, res, k[-2:], S.image_size(spec["variant"]),
+                                not spec["free_pages_invalid"])
         elif k == "selftest":
             S.check_selftest(c, res)
         elif k == "capture":
@@ -215,8 +273,9 @@ def main():
     def boot(n):
         s = SCENARIOS[n]
         lab.progress("boot %s (%s, %s, %s)" % (n, s["variant"], s["mem"], s["cmdline"]))
+        dtb = lab.dma_limited_dtb(s["mem"], s["dma_bits"]) if s["dma_bits"] else None
         r = lab.run_guest(n, s["variant"], s["mem"], s["cmdline"], s["steps"],
-                          timeout=args.timeout)
+                          firmware=s["firmware"], dtb=dtb, timeout=args.timeout)
         lab.progress("  %s: %s in %.0fs" % (n, r.outcome, r.seconds))
         return n, r
 
