@@ -14,7 +14,7 @@ CMDLINE ?= rodata=on crashkernel=512M
 export LAB_T0 := $(shell date +%s)
 export _lab_t0 := $(LAB_T0)
 
-.PHONY: run test unit bench deps tree build guest patches check clean
+.PHONY: run test test-full unit bench deps tree build guest patches check clean
 
 deps:
 	@lab/deps.sh
@@ -39,13 +39,16 @@ unit: tree
 test: guest
 	@python3 tests/run_tests.py
 
+test-full: guest
+	@python3 tests/run_tests.py --full
+
 bench: guest
 	@python3 bench/bench.py
 
 patches:
 	@lab/patches.sh
 
-check: tree
+check: guest
 	@lab/check.sh
 
 clean:

@@ -152,24 +152,31 @@ def plot(rows):
                 mem[:-1], 100.0 * (g[1]["ticks"] - g[0]["ticks"]) / g[0]["ticks"],
                 100.0 * (g[3]["ticks"] - g[2]["ticks"]) / g[2]["ticks"],
                 g[1]["pte_tables"] * 4096 / MIB, g[3]["pte_tables"] * 4096 / MIB))
+    panels = PANELS.replace("@DAT@", dat).replace("@CRASH@", CRASH)
     svg = os.path.join(OUT, "bench.svg")
-    script = """set terminal svg size 900,400 dynamic
+    script = ""
+    for term, out in (("svg size 900,400 dynamic", svg),
+                      ("pngcairo size 900,400", svg[:-3] + "png")):
+        script += """set terminal %s
 set output '%s'
-set multiplot layout 1,2
-set key top left
-set xlabel 'RAM (GiB)'
-set ylabel 'boot cost of crashkernel=%s (%% of ticks to /init)'
-set grid
-plot '%s' u 1:2 w lp t 'base 6.1.192', '' u 1:3 w lp t 'series'
-set ylabel 'linear-map PTE tables (MiB)'
-plot '%s' u 1:4 w lp t 'base 6.1.192', '' u 1:5 w lp t 'series'
-unset multiplot
-""" % (svg, CRASH, dat, dat)
+""" % (term, out) + panels
     p = subprocess.run(["gnuplot"], input=script, text=True, capture_output=True)
     if p.returncode:
         lab.progress("gnuplot failed: %s" % p.stderr.strip())
         return None
     return svg
+
+
+PANELS = """set multiplot layout 1,2
+set key top left
+set xlabel 'RAM (GiB)'
+set ylabel 'cost of crashkernel=@CRASH@ (%)'
+set grid
+plot '@DAT@' u 1:2 w lp t 'base 6.1.192', '' u 1:3 w lp t 'series'
+set ylabel 'linear-map PTE tables (MiB)'
+plot '@DAT@' u 1:4 w lp t 'base 6.1.192', '' u 1:5 w lp t 'series'
+unset multiplot
+"""
 
 
 def main():

@@ -5,6 +5,7 @@
 . "$(dirname "$0")/lib.sh"
 need_cmd git perl
 
+[ -f "$BUILD/initramfs/series/first.cpio.gz" ] || die "run 'make guest' first"
 cd "$KTREE"
 fail=0
 for p in "$TOP"/patches/[0-9][0-9][0-9][0-9]-*.patch; do
@@ -22,18 +23,40 @@ bis=$BUILD/linux-bisect
 [ -e "$bis/.git" ] || git worktree add -q --detach "$bis" base
 export CCACHE_NOHASHDIR=1 KBUILD_BUILD_TIMESTAMP="2026-01-01" \
 	KBUILD_BUILD_USER=lab KBUILD_BUILD_HOST=bisect LOCALVERSION=
+n=0
 for c in $(git rev-list --reverse base..HEAD); do
+	n=$((n + 1))
 	subj=$(git log -1 --format=%s "$c")
+	blog=$LOGS/check-build-$n.log
 	git -C "$bis" checkout -q --detach "$c"
 	progress "check: building after '$subj'"
 	mkdir -p "$bis/_out"
 	[ -f "$bis/_out/.config" ] || cp "$KTREE/_out/.config" "$bis/_out/.config"
-	if make -C "$bis" O=_out ARCH=arm64 CROSS_COMPILE="$CROSS" \
+	if ! make -C "$bis" O=_out ARCH=arm64 CROSS_COMPILE="$CROSS" \
 		CC="ccache ${CROSS}gcc" -j"$(nproc)" olddefconfig Image \
-		>"$LOGS/check-build.log" 2>&1; then
-		echo "ok - builds: $subj"
+		>"$blog" 2>&1; then
+		echo "not ok - builds: $subj (log: $blog)"
+		fail=1
+		continue
+	fi
+	echo "ok - builds: $subj"
+	# ... and boots: crashkernel=512M, kexec -p, crash, capture (the
+	# capture kernel is the series' one, from the series initramfs).
+	if python3 - "$bis/_out/arch/arm64/boot/Image" "$TOP/lab" <<'PY'
+import sys
+sys.path.insert(0, sys.argv[2])
+import lab
+r = lab.run_guest("check-bisect", "series", "8G", "rodata=on crashkernel=512M",
+                  ["load-c", "crash"], kernel=sys.argv[1], timeout=180)
+ok = r.first("capture", "makedumpfile_rc") == "0" and \
+    r.first("capture", "marker_found") == r.first("crash", "marker")
+print("# %s in %.0fs; console: %s" % (r.outcome, r.seconds, r.console))
+sys.exit(0 if ok else 1)
+PY
+	then
+		echo "ok - boots, kexec -p, crash, capture: $subj"
 	else
-		echo "not ok - builds: $subj (log: $LOGS/check-build.log)"
+		echo "not ok - boots, kexec -p, crash, capture: $subj"
 		fail=1
 	fi
 done

@@ -150,16 +150,19 @@ def kernel_image(variant):
 
 
 def qemu_command(variant, mem, cmdline, rundir, firmware="dt", icount=False,
-                 smp=2, dtb=None):
+                 smp=2, dtb=None, kernel=None):
     ird = os.path.join(BUILD, "initramfs", variant, "first.cpio.gz")
     if not os.path.exists(ird):
         raise SystemExit("error: %s is missing; run lab/guest.sh %s" % (ird, variant))
     machine = "virt,dtb-kaslr-seed=off"
     cmd = ["qemu-system-aarch64", "-M", machine, "-cpu", "max",
            "-smp", str(smp), "-m", mem,
+           # Guest RAM is not reserved on the host: large guests fit.
+           "-object", "memory-backend-ram,id=ram,size=%s,reserve=off" % mem,
+           "-machine", "memory-backend=ram",
            "-display", "none", "-monitor", "none", "-no-reboot",
            "-serial", "file:" + os.path.join(rundir, "console.log"),
-           "-kernel", kernel_image(variant), "-initrd", ird,
+           "-kernel", kernel or kernel_image(variant), "-initrd", ird,
            "-append", cmdline,
            "-device", "virtio-serial-device",
            "-chardev", "file,id=lab,path=" + os.path.join(rundir, "results.txt"),
@@ -175,9 +178,10 @@ def qemu_command(variant, mem, cmdline, rundir, firmware="dt", icount=False,
 
 def run_guest(name, variant="series", mem="8G", cmdline="", steps=(),
               marker=None, firmware="dt", icount=False, timeout=300, smp=2,
-              dtb=None):
+              dtb=None, kernel=None):
     """Boot one guest and return its Result.  Never raises for guest trouble:
-    a hang or a guest that dies without its final record is NO_RESULT."""
+    a hang or a guest that dies without its final record is NO_RESULT.
+    KERNEL boots another Image with VARIANT's initramfs (and capture kernel)."""
     rundir = os.path.join(BUILD, "runs", name)
     os.makedirs(rundir, exist_ok=True)
     for f in ("console.log", "results.txt"):
@@ -188,7 +192,7 @@ def run_guest(name, variant="series", mem="8G", cmdline="", steps=(),
     full = "console=ttyAMA0 panic=1 " + cmdline
     full += " lab.steps=%s lab.marker=%s" % (",".join(steps) or "none", marker)
     cmd = qemu_command(variant, mem, full.strip(), rundir, firmware, icount,
-                       smp, dtb)
+                       smp, dtb, kernel)
     with open(os.path.join(rundir, "qemu.cmd"), "w") as f:
         f.write(" ".join(shlex.quote(c) for c in cmd) + "\n")
     t = time.time()

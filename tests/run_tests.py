@@ -88,6 +88,24 @@ SCENARIOS = {
                              log="is not aligned to 2 MiB"),
     "bad-base-beyond-ram": sc(cmdline="crashkernel=256M@0x400000000", checks=["nothing"],
                               log="is not free RAM"),
+    "bad-negative": sc(cmdline="crashkernel=-1M", checks=["nothing"],
+                       log="invalid crashkernel= value, nothing reserved"),
+    "bad-unit-typo": sc(cmdline="crashkernel=512Q", checks=["nothing"],
+                        log="unrecognized char: Q"),
+    "bad-overflow": sc(cmdline="crashkernel=99999999999999999999999M", checks=["nothing"],
+                       log="cannot allocate crashkernel"),
+    "bad-base-over-kernel": sc(cmdline="crashkernel=64M@0x40000000", checks=["nothing"],
+                               log="is not free RAM"),
+    # Senseless but meaningful combinations: documented outcome and a warning.
+    "two-plain": sc(cmdline="crashkernel=256M crashkernel=512M", steps=["load-c", "unload"],
+                    checks=["shape", "protect-c"], regions=[(512 * M, 0, G4)],
+                    log="2 crashkernel= parameters given, using the last"),
+    "plain-and-high": sc(cmdline="crashkernel=256M crashkernel=1G,high",
+                         checks=["shape"], regions=[(256 * M, 0, G4)],
+                         log=",high and ,low are ignored when crashkernel=size is given"),
+    "shrink-then-crash": sc(cmdline="crashkernel=512M",
+                            steps=["shrink:67108864", "load-c", "crash"],
+                            checks=["shrink", "capture"], regions=[(512 * M, 0, G4)]),
     # Little memory: the region shares its 1G slot with the page tables,
     # memblock and the unflattened DT, all live during the rebuild.
     "control-2G": sc(mem="2G", checks=["control"]),
@@ -134,10 +152,20 @@ SCENARIOS = {
                         steps=["load-c", "unload"], checks=["shape", "protect-c"],
                         regions=[(128 * M, 0, G4), (S.GIB, G4, 1 << 48)],
                         control="control-uefi"),
+    # Scale: a 64G guest, its RAM not reserved on the host (memory-backend
+    # reserve=off); the guest only touches what it uses.
+    "control-64G": sc(mem="64G", checks=["control"]),
+    "scale-64G": sc(mem="64G", cmdline="crashkernel=512M", steps=["load-c", "unload"],
+                    checks=["shape", "protect-c"], regions=[(512 * M, 0, G4)],
+                    control="control-64G"),
     # The unpatched kernel: the shape checks must fail there.
     "base-plain-512M": sc("base", cmdline="crashkernel=512M", steps=["load-c", "unload", "selftest"],
                           checks=["shape", "protect-c", "selftest"], regions=[(512 * M, 0, G4)]),
 }
+
+
+# Only in "make test-full": slow, or large.
+FULL_ONLY = {"cycles-20", "plain-512M-16G", "control-16G", "scale-64G", "control-64G"}
 
 
 def control_of(name):
@@ -254,8 +282,10 @@ def main():
     ap.add_argument("--timeout", type=int, default=int(os.environ.get("LAB_TIMEOUT", "300")))
     ap.add_argument("--unit-only", action="store_true", help="only the host-side unit tests")
     ap.add_argument("--no-unit", action="store_true", help="skip the host-side unit tests")
+    ap.add_argument("--full", action="store_true", help="also the slow and large scenarios")
     args = ap.parse_args()
-    names = [] if args.unit_only else (args.names or list(SCENARIOS))
+    names = [] if args.unit_only else (args.names or [
+        n for n in SCENARIOS if args.full or n not in FULL_ONLY])
     for n in names:
         if n not in SCENARIOS:
             sys.exit("error: unknown scenario %r; known: %s" % (n, " ".join(SCENARIOS)))
