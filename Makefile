@@ -40,6 +40,8 @@ test: guest
 	@python3 tests/run_tests.py
 
 test-full: guest
+	@lab/build.sh kfence
+	@lab/guest.sh kfence
 	@python3 tests/run_tests.py --full
 
 bench: guest

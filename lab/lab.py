@@ -21,6 +21,7 @@ EFI_FW = "/usr/share/qemu-efi-aarch64/QEMU_EFI.fd"
 VARIANTS = {
     "base": os.path.join(BUILD, "linux-base", "_out"),
     "series": os.path.join(BUILD, "linux", "_out"),
+    "kfence": os.path.join(BUILD, "linux", "_out-kfence"),
 }
 
 # Outcomes of a guest run.
@@ -142,7 +143,7 @@ def dma_limited_dtb(mem, bits):
 
 def kernel_image(variant):
     if variant not in VARIANTS:
-        raise SystemExit("error: unknown VARIANT %r (expected base or series)" % variant)
+        raise SystemExit("error: unknown VARIANT %r (expected %s)" % (variant, ", ".join(VARIANTS)))
     img = os.path.join(VARIANTS[variant], "arch/arm64/boot/Image")
     if not os.path.exists(img):
         raise SystemExit("error: %s is missing; build it first (make build)" % img)

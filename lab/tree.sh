@@ -38,7 +38,7 @@ if [ ! -d "$KTREE/.git" ]; then
 		git config user.email "lab@localhost"
 		git config core.abbrev 12
 		# Build output directories live inside the trees (see build.sh).
-		printf '/_out/\n' >>.git/info/exclude
+		printf '/_out*/\n' >>.git/info/exclude
 		git add -A -f .  # Debian's top-level .gitignore ignores "/*"
 		# Fixed dates: the same tarball always gives the same base commit.
 		GIT_AUTHOR_DATE="2026-01-01T00:00:00Z" GIT_COMMITTER_DATE="2026-01-01T00:00:00Z" \

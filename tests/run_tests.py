@@ -158,6 +158,17 @@ SCENARIOS = {
     "scale-64G": sc(mem="64G", cmdline="crashkernel=512M", steps=["load-c", "unload"],
                     checks=["shape", "protect-c"], regions=[(512 * M, 0, G4)],
                     control="control-64G"),
+    # KFENCE built in (variant "kfence"): an early pool is page-mapped on its
+    # own; a pool that may come late (interval 0) page-maps everything.
+    "control-kfence": sc("kfence", cmdline="kfence.sample_interval=100", checks=["control"]),
+    "kfence-early-pool": sc("kfence", cmdline="kfence.sample_interval=100 crashkernel=512M",
+                            steps=["load-c", "unload", "selftest", "load-s", "crash"],
+                            checks=["shape", "protect-c", "protect-s", "selftest", "capture"],
+                            regions=[(512 * M, 0, G4)], control="control-kfence"),
+    "kfence-late-pool": sc("kfence", cmdline="kfence.sample_interval=0 crashkernel=512M",
+                           steps=["load-c", "unload", "load-s", "crash"],
+                           checks=["forced", "protect-c", "protect-s", "capture"],
+                           regions=[(512 * M, 0, G4)]),
     # The unpatched kernel: the shape checks must fail there.
     "base-plain-512M": sc("base", cmdline="crashkernel=512M", steps=["load-c", "unload", "selftest"],
                           checks=["shape", "protect-c", "selftest"], regions=[(512 * M, 0, G4)]),
@@ -165,7 +176,8 @@ SCENARIOS = {
 
 
 # Only in "make test-full": slow, or large.
-FULL_ONLY = {"cycles-20", "plain-512M-16G", "control-16G", "scale-64G", "control-64G"}
+FULL_ONLY = {"cycles-20", "plain-512M-16G", "control-16G", "scale-64G", "control-64G",
+             "control-kfence", "kfence-early-pool", "kfence-late-pool"}
 
 
 def control_of(name):
