@@ -27,18 +27,18 @@ PROTECT = ["protect-c", "protect-s", "selftest"]
 
 def sc(variant="series", mem="8G", cmdline="", steps=(), checks=(),
        regions=None, log=None, control=None, firmware="dt", dma_bits=None,
-       rodata="on", free_pages_invalid=False):
+       rodata="on", invalid_elsewhere=False):
     """A scenario.  regions: the crash regions expected in /proc/iomem, as
     (size, lowest start, highest end); log: a substring the kernel log must
     have; control: the scenario whose boot is this one's control;
     firmware: "dt" (QEMU's device tree) or "uefi" (QEMU_EFI.fd, ACPI);
     dma_bits: boot with a device tree whose dma-ranges limit DMA to that;
-    free_pages_invalid: debug_pagealloc unmaps free pages, so invalid
-    entries outside the crash regions are expected."""
+    invalid_elsewhere: debug_pagealloc unmaps free pages and KFENCE its
+    guard pages, so invalid entries outside the crash regions are expected."""
     return dict(variant=variant, mem=mem, cmdline=("rodata=%s " % rodata + cmdline).strip(),
                 steps=list(steps), checks=list(checks), regions=regions,
                 log=log, control=control, firmware=firmware, dma_bits=dma_bits,
-                free_pages_invalid=free_pages_invalid)
+                invalid_elsewhere=invalid_elsewhere)
 
 
 SCENARIOS = {
@@ -130,7 +130,7 @@ SCENARIOS = {
     "debug-pagealloc": sc(cmdline="crashkernel=512M debug_pagealloc=on",
                           steps=["load-c", "unload", "selftest", "load-c", "crash"],
                           checks=["forced", "protect-c", "selftest", "capture"],
-                          regions=[(512 * M, 0, G4)], free_pages_invalid=True),
+                          regions=[(512 * M, 0, G4)], invalid_elsewhere=True),
     # A DMA zone that ends below 4 GiB (31 bits: RAM starts at 1 GiB on virt).
     "control-dma31": sc(dma_bits=31, checks=["control"]),
     "plain-256M-dma31": sc(dma_bits=31, cmdline="crashkernel=256M",
@@ -164,11 +164,12 @@ SCENARIOS = {
     "kfence-early-pool": sc("kfence", cmdline="kfence.sample_interval=100 crashkernel=512M",
                             steps=["load-c", "unload", "selftest", "load-s", "crash"],
                             checks=["shape", "protect-c", "protect-s", "selftest", "capture"],
-                            regions=[(512 * M, 0, G4)], control="control-kfence"),
+                            regions=[(512 * M, 0, G4)], control="control-kfence",
+                            invalid_elsewhere=True),
     "kfence-late-pool": sc("kfence", cmdline="kfence.sample_interval=0 crashkernel=512M",
                            steps=["load-c", "unload", "load-s", "crash"],
                            checks=["forced", "protect-c", "protect-s", "capture"],
-                           regions=[(512 * M, 0, G4)]),
+                           regions=[(512 * M, 0, G4)], invalid_elsewhere=True),
     # The unpatched kernel: the shape checks must fail there.
     "base-plain-512M": sc("base", cmdline="crashkernel=512M", steps=["load-c", "unload", "selftest"],
                           checks=["shape", "protect-c", "selftest"], regions=[(512 * M, 0, G4)]),
@@ -235,7 +236,7 @@ def evaluate(name, results):
                     "pud %s pmd %s" % (m.get("pud_bytes"), m.get("pmd_bytes")))
         elif k in ("protect-c", "protect-s"):
             S.check_load_unload(c, res, k[-2:], S.image_size(spec["variant"]),
-                                not spec["free_pages_invalid"])
+                                not spec["invalid_elsewhere"])
         elif k == "selftest":
             S.check_selftest(c, res)
         elif k == "capture":
