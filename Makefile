@@ -39,9 +39,10 @@ unit: tree
 test: guest
 	@python3 tests/run_tests.py
 
+EXTRA_VARIANTS := $(filter-out lab,$(basename $(notdir $(wildcard config/*.config))))
+
 test-full: guest
-	@lab/build.sh kfence
-	@lab/guest.sh kfence
+	@for v in $(EXTRA_VARIANTS); do lab/build.sh $$v && lab/guest.sh $$v || exit 1; done
 	@python3 tests/run_tests.py --full
 
 bench: guest

@@ -2,28 +2,40 @@
 # build.sh VARIANT: cross-build arch/arm64/boot/Image for VARIANT.
 #   base    build/linux-base (Debian 6.1 with no patches)
 #   series  build/linux      (base + patches/)
-#   kfence  build/linux with config/kfence.config too (make test-full)
+#   NAME    build/linux with config/NAME.config on top (make test-full:
+#           kfence, nodma), output in build/linux/_out-NAME
 # Output goes to <tree>/_out, inside each tree, so that both builds see the
 # same relative paths and ccache shares every object the series did not
 # touch.  make decides what to rebuild; an unchanged tree costs seconds.
 . "$(dirname "$0")/lib.sh"
 need_cmd "${CROSS}gcc" ccache make bc bison flex
 
-variant=${1:?usage: build.sh base|series|kfence}
+variant=${1:?usage: build.sh base|series|NAME (config/NAME.config)}
 outdir=_out
 frags=("$TOP/config/lab.config")
 case $variant in
 base) src=$KBASE ;;
 series) src=$KTREE ;;
-kfence) src=$KTREE outdir=_out-kfence frags+=("$TOP/config/kfence.config") ;;
-*) die "unknown variant '$variant' (expected base, series or kfence)" ;;
+lab) die "unknown variant 'lab'" ;;
+*)
+	[ -f "$TOP/config/$variant.config" ] ||
+		die "unknown variant '$variant' (expected base, series or one of config/*.config)"
+	src=$KTREE outdir=_out-$variant frags+=("$TOP/config/$variant.config")
+	;;
 esac
 [ -f "$src/Makefile" ] || die "$src is missing; run 'make tree' first"
 
 out=$src/$outdir
 mkdir -p "$out"
 frag=$out/.lab-fragment
-cat "${frags[@]}" >"$frag.new"
+# Merge the fragments; a symbol set by a later one overrides earlier ones.
+cat "${frags[@]}" | awk '
+	{ sym = "" }
+	/^CONFIG_[A-Z0-9_]+=/ { sym = $0; sub(/=.*/, "", sym) }
+	/^# CONFIG_[A-Z0-9_]+ is not set/ { sym = $2 }
+	{ line[NR] = $0; key[NR] = sym; if (sym != "") last[sym] = NR }
+	END { for (i = 1; i <= NR; i++) if (key[i] == "" || last[key[i]] == i) print line[i] }
+' >"$frag.new"
 cmp -s "$frag.new" "$frag" || mv "$frag.new" "$frag"
 rm -f "$frag.new"
 export CCACHE_NOHASHDIR=1 KBUILD_BUILD_TIMESTAMP="2026-01-01" \

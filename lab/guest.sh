@@ -5,12 +5,11 @@
 . "$(dirname "$0")/lib.sh"
 need_cmd "${CROSS}gcc"
 
-variant=${1:?usage: guest.sh base|series|kfence}
+variant=${1:?usage: guest.sh base|series|NAME}
 case $variant in
 base) image=$KBASE/_out/arch/arm64/boot/Image ;;
 series) image=$KTREE/_out/arch/arm64/boot/Image ;;
-kfence) image=$KTREE/_out-kfence/arch/arm64/boot/Image ;;
-*) die "unknown variant '$variant'" ;;
+*) image=$KTREE/_out-$variant/arch/arm64/boot/Image ;;
 esac
 [ -f "$image" ] || die "$image is missing; run 'lab/build.sh $variant' first"
 

@@ -18,11 +18,15 @@ TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(TOP, "build")
 EFI_FW = "/usr/share/qemu-efi-aarch64/QEMU_EFI.fd"
 
+# base and series, plus the series built with each config/NAME.config on top
 VARIANTS = {
     "base": os.path.join(BUILD, "linux-base", "_out"),
     "series": os.path.join(BUILD, "linux", "_out"),
-    "kfence": os.path.join(BUILD, "linux", "_out-kfence"),
 }
+VARIANTS.update({
+    f[:-len(".config")]: os.path.join(BUILD, "linux", "_out-" + f[:-len(".config")])
+    for f in sorted(os.listdir(os.path.join(TOP, "config")))
+    if f.endswith(".config") and f != "lab.config"})
 
 # Outcomes of a guest run.
 DONE = "done"            # the guest said "done" at the end of its steps

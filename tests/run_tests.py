@@ -170,6 +170,17 @@ SCENARIOS = {
                            steps=["load-c", "unload", "load-s", "crash"],
                            checks=["forced", "protect-c", "protect-s", "capture"],
                            regions=[(512 * M, 0, G4)], invalid_elsewhere=True),
+    # No DMA zones (variant "nodma"): everything is reserved early, as in
+    # 6.1 without the series, and only the crash region is page-mapped.
+    "control-nodma": sc("nodma", checks=["control"]),
+    "nodma-plain-512M": sc("nodma", cmdline="crashkernel=512M",
+                           steps=["load-c", "unload", "load-s", "crash"],
+                           checks=["shape", "protect-c", "capture"],
+                           regions=[(512 * M, 0, 1 << 48)], control="control-nodma",
+                           log="reserved before paging_init (no DMA zones)"),
+    "nodma-high-low": sc("nodma", cmdline="crashkernel=1G,high crashkernel=128M,low",
+                         steps=["load-c", "unload"], checks=["shape", "protect-c"],
+                         regions=[(S.GIB, G4, 1 << 48)], control="control-nodma"),
     # The unpatched kernel: the shape checks must fail there.
     "base-plain-512M": sc("base", cmdline="crashkernel=512M", steps=["load-c", "unload", "selftest"],
                           checks=["shape", "protect-c", "selftest"], regions=[(512 * M, 0, G4)]),
@@ -178,7 +189,8 @@ SCENARIOS = {
 
 # Only in "make test-full": slow, or large.
 FULL_ONLY = {"cycles-20", "plain-512M-16G", "control-16G", "scale-64G", "control-64G",
-             "control-kfence", "kfence-early-pool", "kfence-late-pool"}
+             "control-kfence", "kfence-early-pool", "kfence-late-pool",
+             "control-nodma", "nodma-plain-512M", "nodma-high-low"}
 
 
 def control_of(name):
