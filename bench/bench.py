@@ -23,8 +23,9 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "lab"))
-import lab  # noqa: E402
+sys.path.insert(0, os.path.join(HERE, "..", "tests"))
+import scenarios as S  # noqa: E402
+from scenarios import lab  # noqa: E402
 
 OUT = os.path.join(lab.BUILD, "bench")
 RAMS = ["2G", "4G", "8G", "16G"]
@@ -61,6 +62,12 @@ def one(job, timeout):
                   "pte_tables", "tlb_entries", "crash_bytes", "crash_in_block"):
             row[k] = m[k]
         if kind == "kdump":
+            # A cycle whose capture failed has no meaningful duration.
+            c = S.Checker(name, v)
+            S.check_capture(c, r)
+            bad = [n for n, ok, _ in c.results if not ok]
+            if bad:
+                raise ValueError("capture failed: " + ", ".join(bad))
             row["kdump_ticks"] = int(r.first("capture", "t_dumped")) - int(r.first("crash", "t_crash"))
     except (TypeError, KeyError, IndexError, ValueError) as e:
         row["error"] = "missing figure (%s); see %s" % (e, r.console)

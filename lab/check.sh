@@ -42,16 +42,20 @@ for c in $(git rev-list --reverse base..HEAD); do
 	echo "ok - builds: $subj"
 	# ... and boots: crashkernel=512M, kexec -p, crash, capture (the
 	# capture kernel is the series' one, from the series initramfs).
-	if python3 - "$bis/_out/arch/arm64/boot/Image" "$TOP/lab" <<'PY'
+	# The verdict is the one make test uses: scenarios.check_capture().
+	if python3 - "$bis/_out/arch/arm64/boot/Image" "$TOP/tests" <<'PY'
 import sys
 sys.path.insert(0, sys.argv[2])
-import lab
-r = lab.run_guest("check-bisect", "series", "8G", "rodata=on crashkernel=512M",
-                  ["load-c", "crash"], kernel=sys.argv[1], timeout=180)
-ok = r.first("capture", "makedumpfile_rc") == "0" and \
-    r.first("capture", "marker_found") == r.first("crash", "marker")
+import scenarios as S
+r = S.lab.run_guest("check-bisect", "series", "8G", "rodata=on crashkernel=512M",
+                    ["load-c", "crash"], kernel=sys.argv[1], timeout=180)
+c = S.Checker("check-bisect", "series")
+S.check_capture(c, r)
+bad = ["%s (%s)" % (n, d) for n, ok, d in c.results if not ok]
 print("# %s in %.0fs; console: %s" % (r.outcome, r.seconds, r.console))
-sys.exit(0 if ok else 1)
+for b in bad:
+    print("# failed: " + b)
+sys.exit(1 if bad else 0)
 PY
 	then
 		echo "ok - boots, kexec -p, crash, capture: $subj"

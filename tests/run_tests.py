@@ -254,7 +254,8 @@ def evaluate(name, results):
         elif k == "capture":
             S.check_capture(c, res)
         elif k == "shrink":
-            S.check_shrink(c, res, 64 * M)
+            sizes = [int(st.split(":", 1)[1]) for st in spec["steps"] if st.startswith("shrink:")]
+            S.check_shrink(c, res, sizes[0])
     return c
 
 

@@ -147,10 +147,7 @@ def check_shrink(c, res, delta):
     sh = sh[0]
     c.eq("shrink_rc", sh.get("rc"), ["0"])
     before = sum(e - s for s, e in regions(res))
-    after = 0
-    for v in sh.get("iomem_crash", []):
-        s, e = v.split("-")
-        after += int(e, 16) - int(s, 16)
+    after = sum(e - s for s, e in regions(res, "shrink"))
     c.eq("iomem_crash_shrunk_by_delta", before - after, delta)
     c.eq("kexec_crash_size_after_shrink", sh.get("crash_size"), [str(before - delta)])
     grown = int(sh.get("memfree_delta_kb", ["0"])[0]) * 1024
