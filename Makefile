@@ -6,6 +6,7 @@
 #   make tree    build/linux = Debian linux-source-6.1 + patches/
 #   make patches regenerate patches/ from build/linux
 #   make check   checkpatch --strict and a build of every patch in turn
+#   make fresh-check  'make run' on a fresh Debian 12 root (debootstrap; root)
 
 SHELL := /bin/bash
 VARIANT ?= series
@@ -14,7 +15,7 @@ CMDLINE ?= rodata=on crashkernel=512M
 export LAB_T0 := $(shell date +%s)
 export _lab_t0 := $(LAB_T0)
 
-.PHONY: run test test-full unit bench deps tree build guest patches check clean
+.PHONY: run test test-full unit bench deps tree build guest patches check fresh-check clean
 
 deps:
 	@lab/deps.sh
@@ -39,7 +40,7 @@ unit: tree
 test: guest
 	@python3 tests/run_tests.py
 
-EXTRA_VARIANTS := $(filter-out lab,$(basename $(notdir $(wildcard config/*.config))))
+EXTRA_VARIANTS = $(shell python3 lab/variants.py extra)
 
 test-full: guest
 	@for v in $(EXTRA_VARIANTS); do lab/build.sh $$v && lab/guest.sh $$v || exit 1; done
@@ -54,5 +55,8 @@ patches:
 check: guest
 	@lab/check.sh
 
+fresh-check:
+	@lab/fresh-check.sh
+
 clean:
-	rm -rf build/runs build/initramfs build/guest build/bench
+	rm -rf build/runs build/initramfs build/guest build/dtb

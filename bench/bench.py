@@ -6,32 +6,40 @@ instructions and every figure is deterministic; /init reads cntvct_el0
 (62.5 MHz, 16 instructions a tick) when userspace starts.
 
 Figures, for base and series, without and with crashkernel=:
-  - linear-map shape (ptdump via the kselftest's --report);
+  - linear-map shape (ptdump, classified by lab/guest/linmap.c);
   - ticks to /init against RAM (2G..16G) and against the crash size (8G);
+  - the same at 8G with rodata=full, where 6.1 page-maps everything anyway;
   - ticks from sysrq-c to the end of makedumpfile (the kdump cycle).
-Writes build/bench/{results.json,results.csv,table.md,bench.svg}; a failed
-run is recorded as such and the others go on.
+Writes bench/results/{table.md,results.json,results.csv,bench.svg,bench.png},
+which are committed: the README, the cover letter and the commit messages
+quote them.  table.md starts with the machine, QEMU, compiler and kernel
+versions and the command.  A failed run is recorded as such and the others
+go on.
 """
 
 import argparse
 import csv
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "tests"))
-import scenarios as S  # noqa: E402
-from scenarios import lab  # noqa: E402
+sys.path.insert(0, os.path.join(HERE, "..", "lab"))
+import checks as C  # noqa: E402
+import lab  # noqa: E402
+import variants  # noqa: E402
 
-OUT = os.path.join(lab.BUILD, "bench")
+OUT = os.path.join(HERE, "results")
 RAMS = ["2G", "4G", "8G", "16G"]
 CRASH = "512M"
 SWEEP = ["128M", "256M", "512M", "1G", "2G"]
 MIB = 1 << 20
+PAGE = variants.page_size("series")   # one PTE table is one page
 
 
 def runs():
@@ -45,16 +53,19 @@ def runs():
             if size != CRASH:
                 out.append(("sweep", v, "8G", size, []))
         out.append(("kdump", v, "8G", CRASH, ["load-c", "crash"]))
+        out.append(("rodatafull", v, "8G", None, []))
+        out.append(("rodatafull", v, "8G", CRASH, []))
     return out
 
 
 def one(job, timeout):
     kind, v, mem, ck, steps = job
     name = "bench-%s-%s-%s-%s" % (kind, v, mem, ck or "none")
-    cmdline = "rodata=on" + (" crashkernel=" + ck if ck else "")
+    cmdline = ("rodata=full" if kind == "rodatafull" else "rodata=on") + \
+        (" crashkernel=" + ck if ck else "")
     r = lab.run_guest(name, v, mem, cmdline, steps, icount=True, smp=1, timeout=timeout)
-    row = dict(kind=kind, variant=v, mem=mem, crashkernel=ck or "", outcome=r.outcome,
-               console=r.console)
+    row = dict(kind=kind, variant=v, mem=mem, crashkernel=ck or "", cmdline=cmdline,
+               outcome=r.outcome, console=os.path.relpath(r.console, lab.TOP))
     try:
         row["ticks"] = int(r.first("boot", "ticks"))
         m = r.map("boot")
@@ -63,14 +74,14 @@ def one(job, timeout):
             row[k] = m[k]
         if kind == "kdump":
             # A cycle whose capture failed has no meaningful duration.
-            c = S.Checker(name, v)
-            S.check_capture(c, r)
+            c = C.Checker(name, v)
+            C.check_capture(c, r)
             bad = [n for n, ok, _ in c.results if not ok]
             if bad:
                 raise ValueError("capture failed: " + ", ".join(bad))
             row["kdump_ticks"] = int(r.first("capture", "t_dumped")) - int(r.first("crash", "t_crash"))
     except (TypeError, KeyError, IndexError, ValueError) as e:
-        row["error"] = "missing figure (%s); see %s" % (e, r.console)
+        row["error"] = r.error or "missing figure (%s); see %s" % (e, r.console)
     lab.progress("%-6s %-6s %4s crashkernel=%-5s %s%s" % (
         kind, v, mem, ck or "-", r.outcome,
         " ticks=%d" % row["ticks"] if "ticks" in row else " " + row.get("error", "")))
@@ -88,8 +99,51 @@ def pct(a, b):
     return "%+.2f%%" % (100.0 * (a - b) / b) if a is not None and b else "n/a"
 
 
+def versions():
+    """What the figures were taken with, for the head of table.md."""
+    def out(cmd):
+        try:
+            p = subprocess.run(cmd, capture_output=True, text=True)
+            return (p.stdout or p.stderr).strip().splitlines()[0]
+        except (OSError, IndexError):
+            return "unknown"
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    rel = {}
+    for v in ("base", "series"):
+        try:
+            with open(os.path.join(variants.describe(v)["out"], "include/config/kernel.release")) as f:
+                rel[v] = f.read().strip()
+        except OSError:
+            rel[v] = "unknown"
+    return [
+        ("command", "make bench (bench/bench.py)"),
+        ("date", time.strftime("%Y-%m-%d", time.gmtime())),
+        ("host", "%s, %d CPUs, %d GiB RAM, %s" % (
+            cpu, os.cpu_count(), os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") >> 30,
+            platform.platform())),
+        ("QEMU", out([lab.QEMU, "--version"])),
+        ("compiler", out(["aarch64-linux-gnu-gcc", "--version"])),
+        ("kernel source", "Debian linux-source-6.1 " + out(
+            ["dpkg-query", "-W", "-f=${Version}", "linux-source-6.1"])),
+        ("kernels", "base %s, series %s (%d patches), config/lab.config, %d KiB pages" % (
+            rel["base"], rel["series"], len([p for p in os.listdir(os.path.join(lab.TOP, "patches"))
+                                             if p.endswith(".patch") and not p.startswith("0000")]),
+            PAGE >> 10)),
+        ("guests", "QEMU virt, -cpu max, TCG, -smp 1, -icount shift=0,sleep=off; "
+                   "ticks of the 62.5 MHz virtual counter (16 instructions each)"),
+    ]
+
+
 def table(rows):
-    L = []
+    L = ["## make bench results\n"]
+    for k, v in versions():
+        L.append("- %s: %s" % (k, v))
+    L.append("")
     L.append("### Boot cost to /init (ticks of cntvct_el0, -icount shift=0; crashkernel=%s)\n" % CRASH)
     L.append("| RAM | base, none | base, crashkernel | base cost | series, none | series, crashkernel | series cost |")
     L.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
@@ -115,7 +169,7 @@ def table(rows):
                 L.append("| %s | %s%s | %d | %d (%d) | %d | %.1f | %d (%.1f) | %d |" % (
                     mem, v, ", crashkernel" if ck else ", none", x["pud_bytes"] // MIB,
                     x["pmd_bytes"] // MIB, x["pmd_cont_bytes"] // MIB, x["pte_bytes"] // MIB,
-                    x["pte_outside_crash"] / MIB, x["pte_tables"], x["pte_tables"] * 4096 / MIB,
+                    x["pte_outside_crash"] / MIB, x["pte_tables"], x["pte_tables"] * PAGE / MIB,
                     x["tlb_entries"]))
     L.append("\n### Crash size sweep at 8G (ticks to /init)\n")
     L.append("| crashkernel | base | base cost | series | series cost | series PTE tables |")
@@ -130,6 +184,17 @@ def table(rows):
             size, b["ticks"] if b else "failed", pct(b and b["ticks"], b0 and b0["ticks"]),
             s["ticks"] if s else "failed", pct(s and s["ticks"], s0 and s0["ticks"]),
             s["pte_tables"] if s else "n/a"))
+    L.append("\n### rodata=full at 8G: 6.1 page-maps the whole linear map whatever crashkernel= says\n")
+    L.append("| kernel | crashkernel | ticks to /init | cost | pages MiB | PTE tables |")
+    L.append("| --- | --- | ---: | ---: | ---: | ---: |")
+    for v in ("base", "series"):
+        r0 = find(rows, kind="rodatafull", variant=v, crashkernel="")
+        for ck in ("", CRASH):
+            x = find(rows, kind="rodatafull", variant=v, crashkernel=ck)
+            L.append("| %s | %s | %s | %s | %s | %s |" % (
+                v, ck or "none", x["ticks"] if x else "failed",
+                pct(x and x["ticks"], r0 and r0["ticks"]) if ck else "",
+                x["pte_bytes"] // MIB if x else "n/a", x["pte_tables"] if x else "n/a"))
     L.append("\n### kdump cycle at 8G, crashkernel=%s (ticks from sysrq-c to the end of makedumpfile)\n" % CRASH)
     L.append("| kernel | ticks |")
     L.append("| --- | ---: |")
@@ -158,7 +223,7 @@ def plot(rows):
             f.write("%s %.3f %.3f %.3f %.3f\n" % (
                 mem[:-1], 100.0 * (g[1]["ticks"] - g[0]["ticks"]) / g[0]["ticks"],
                 100.0 * (g[3]["ticks"] - g[2]["ticks"]) / g[2]["ticks"],
-                g[1]["pte_tables"] * 4096 / MIB, g[3]["pte_tables"] * 4096 / MIB))
+                g[1]["pte_tables"] * PAGE / MIB, g[3]["pte_tables"] * PAGE / MIB))
     panels = PANELS.replace("@DAT@", dat).replace("@CRASH@", CRASH)
     svg = os.path.join(OUT, "bench.svg")
     script = ""
@@ -208,7 +273,7 @@ def main():
         f.write(md)
     print(md)
     svg = plot(rows)
-    lab.progress("wrote build/bench/table.md, results.json, results.csv%s"
+    lab.progress("wrote bench/results/table.md, results.json, results.csv%s"
                  % (", bench.svg" if svg else ""))
     return 1 if any("error" in r for r in rows) else 0
 

@@ -1,28 +1,14 @@
 #!/bin/bash
 # build.sh VARIANT: cross-build arch/arm64/boot/Image for VARIANT.
-#   base    build/linux-base (Debian 6.1 with no patches)
-#   series  build/linux      (base + patches/)
-#   NAME    build/linux with config/NAME.config on top (make test-full:
-#           kfence, nodma), output in build/linux/_out-NAME
-# Output goes to <tree>/_out, inside each tree, so that both builds see the
-# same relative paths and ccache shares every object the series did not
-# touch.  make decides what to rebuild; an unchanged tree costs seconds.
+# lab/variants.py says what each variant is (tree, output directory,
+# config fragments).  make decides what to rebuild; an unchanged tree
+# costs seconds.
 . "$(dirname "$0")/lib.sh"
 need_cmd "${CROSS}gcc" ccache make bc bison flex
 
-variant=${1:?usage: build.sh base|series|NAME (config/NAME.config)}
-outdir=_out
-frags=("$TOP/config/lab.config")
-case $variant in
-base) src=$KBASE ;;
-series) src=$KTREE ;;
-lab) die "unknown variant 'lab'" ;;
-*)
-	[ -f "$TOP/config/$variant.config" ] ||
-		die "unknown variant '$variant' (expected base, series or one of config/*.config)"
-	src=$KTREE outdir=_out-$variant frags+=("$TOP/config/$variant.config")
-	;;
-esac
+variant=${1:?usage: build.sh VARIANT (see lab/variants.py list)}
+vars=$(python3 "$TOP/lab/variants.py" shell "$variant") || exit 1
+eval "$vars"
 [ -f "$src/Makefile" ] || die "$src is missing; run 'make tree' first"
 
 out=$src/$outdir

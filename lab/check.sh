@@ -42,15 +42,18 @@ for c in $(git rev-list --reverse base..HEAD); do
 	echo "ok - builds: $subj"
 	# ... and boots: crashkernel=512M, kexec -p, crash, capture (the
 	# capture kernel is the series' one, from the series initramfs).
-	# The verdict is the one make test uses: scenarios.check_capture().
-	if python3 - "$bis/_out/arch/arm64/boot/Image" "$TOP/tests" <<'PY'
+	# The verdict is the one make test uses: checks.check_boot() and
+	# checks.check_capture().
+	if python3 - "$bis/_out/arch/arm64/boot/Image" "$TOP/lab" <<'PY'
 import sys
 sys.path.insert(0, sys.argv[2])
-import scenarios as S
-r = S.lab.run_guest("check-bisect", "series", "8G", "rodata=on crashkernel=512M",
-                    ["load-c", "crash"], kernel=sys.argv[1], timeout=180)
-c = S.Checker("check-bisect", "series")
-S.check_capture(c, r)
+import checks as C
+import lab
+r = lab.run_guest("check-bisect", "series", "8G", "rodata=on crashkernel=512M",
+                  ["load-c", "crash"], kernel=sys.argv[1], timeout=180)
+c = C.Checker("check-bisect", "series")
+if C.check_boot(c, r):
+    C.check_capture(c, r)
 bad = ["%s (%s)" % (n, d) for n, ok, d in c.results if not ok]
 print("# %s in %.0fs; console: %s" % (r.outcome, r.seconds, r.console))
 for b in bad:

@@ -10,6 +10,7 @@ import argparse
 import sys
 
 import lab
+import variants
 
 
 def mib(n):
@@ -18,7 +19,7 @@ def mib(n):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--variant", default="series", choices=sorted(lab.VARIANTS))
+    ap.add_argument("--variant", default="series")
     ap.add_argument("--mem", default="8G")
     ap.add_argument("--cmdline", default="rodata=on crashkernel=512M")
     ap.add_argument("--timeout", type=int, default=300)
@@ -27,12 +28,18 @@ def main():
         lab.parse_size(a.mem)
     except ValueError as e:
         sys.exit("error: MEM: %s" % e)
+    if a.variant not in lab.VARIANTS:
+        sys.exit("error: unknown VARIANT %r (expected one of: %s)"
+                 % (a.variant, " ".join(lab.VARIANTS)))
 
     name = "demo-%s" % a.variant
     lab.progress("booting %s kernel, %s RAM, '%s' (console: build/runs/%s/console.log)"
                  % (a.variant, a.mem, a.cmdline, name))
     r = lab.run_guest(name, a.variant, a.mem, a.cmdline, ["load-c", "crash"],
                       timeout=a.timeout)
+    if r.outcome == lab.LAB_ERROR:
+        print("error: %s" % r.error, file=sys.stderr)
+        return 2
     lab.progress("guest finished: %s after %.0fs" % (r.outcome, r.seconds))
     if not r.steps("boot"):
         print("NO RESULT: the guest reported nothing; see %s" % r.console)
@@ -47,13 +54,17 @@ def main():
     regs = r.all("boot", "iomem_crash")
     print("-- crash regions in /proc/iomem: %s" % (", ".join(regs) or "none"))
     m = r.map("boot")
+    if "pte_tables" not in m:
+        print("NO RESULT: the guest reported no linear-map figures (%s); see %s"
+              % ("; ".join(r.errors()) or "nothing", r.console))
+        return 2
     print("-- linear map after boot:")
     print("   PUD blocks %s, PMD blocks %s (%s contiguous), pages %s"
           % (mib(m["pud_bytes"]), mib(m["pmd_bytes"]), mib(m["pmd_cont_bytes"]),
              mib(m["pte_bytes"])))
     print("   pages outside the crash regions: %s" % mib(m["pte_outside_crash"]))
     print("   PTE tables: %d (%s of page tables), translation entries: %d"
-          % (m["pte_tables"], mib(m["pte_tables"] * 4096), m["tlb_entries"]))
+          % (m["pte_tables"], mib(m["pte_tables"] * variants.page_size(a.variant)), m["tlb_entries"]))
     print("   crash-region bytes inside block mappings: %d" % m["crash_in_block"])
     loads = r.steps("load-c")
     if loads:

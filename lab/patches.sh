@@ -16,6 +16,11 @@ n=$(git rev-list --count base..HEAD)
 [ "$n" -gt 0 ] || die "build/linux has no commits on top of base"
 
 git config branch.series.description "$(cat "$cover")"
+# The cover letter is "from" the committer: make that the series' author,
+# not whoever the tree's git config names.
+GIT_COMMITTER_NAME=$(git log -1 --format=%an "$(git rev-list --reverse base..HEAD | head -n 1)")
+GIT_COMMITTER_EMAIL=$(git log -1 --format=%ae "$(git rev-list --reverse base..HEAD | head -n 1)")
+export GIT_COMMITTER_NAME GIT_COMMITTER_EMAIL
 tmp=$(mktemp -d)
 git format-patch -q --zero-commit --no-signature --cover-letter \
 	--cover-from-description=subject --subject-prefix="PATCH 6.1.y" \

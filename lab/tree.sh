@@ -21,12 +21,17 @@ patches_sum() {
 }
 
 stamp=$KTREE/.git/lab-state # "<patches sha> <HEAD it produced>"
+# The linux-source-6.1 version the series and every committed figure were
+# made on.  Another 6.1.y is used if the series applies to it, with a note.
+made_on=$(cat "$TOP/lab/source-version")
 
 if [ ! -d "$KTREE/.git" ]; then
 	[ -f "$KSRC_TARBALL" ] ||
 		die "$KSRC_TARBALL not found; run 'make deps' as root (package linux-source-6.1)"
 	debver=$(dpkg-query -W -f='${Version}' linux-source-6.1 2>/dev/null || echo unknown)
 	progress "extracting $(basename "$KSRC_TARBALL") ($debver) into build/linux"
+	[ "$debver" = "$made_on" ] ||
+		progress "note: linux-source-6.1 is $debver; the series and the figures were made on $made_on"
 	rm -rf "$KTREE.tmp"
 	mkdir -p "$KTREE.tmp"
 	tar -C "$KTREE.tmp" --strip-components=1 -xf "$KSRC_TARBALL"
@@ -78,7 +83,8 @@ for p in "${SERIES[@]}"; do
 		files=$(git am --show-current-patch=diff 2>/dev/null | sed -n 's|^+++ b/||p' | sort -u | tr '\n' ' ')
 		git am --abort >/dev/null 2>&1 || true
 		cat "$LOGS/git-am.log" >&2
-		die "patch $(basename "$p") does not apply (files: $files); log: $LOGS/git-am.log"
+		die "patch $(basename "$p") does not apply to $(git log -1 --format=%s base)" \
+			"(the series was made on $made_on; files: $files); log: $LOGS/git-am.log"
 	fi
 done
 echo "$want $(git rev-parse HEAD)" >"$stamp"

@@ -1,19 +1,56 @@
-"""Unit tests of the host side: the result-channel parser and the checks,
-on a recorded result file.  They run in milliseconds, without QEMU."""
+"""Unit tests of the host side: the result-channel parser, the QEMU command
+lines and every check, on a recorded result file and on doctored copies of
+it.  Each check is shown failing on a bad sample.  They run in
+milliseconds, without QEMU."""
 
 import os
+import re
+import stat
+import sys
+import tempfile
 import unittest
 
-import scenarios as S
-from scenarios import lab
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "lab"))
+import checks as C  # noqa: E402
+import lab  # noqa: E402
+import scenarios as SC  # noqa: E402
 
-DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+DATA = os.path.join(HERE, "data")
+TOP = os.path.dirname(HERE)
+IMAGE = 8 << 20     # an Image size for the protection checks (the recorded one is 9 MiB)
 
 
 def recorded(name):
+    garbage = []
     with open(os.path.join(DATA, name)) as f:
-        recs = lab.parse_records(f.read())
-    return lab.Result(name, lab.outcome_of(recs), recs, "console.log", 0.0)
+        recs = lab.parse_records(f.read(), garbage)
+    return lab.Result(name, lab.outcome_of(recs), recs, "console.log", 0.0, garbage=garbage)
+
+
+def doctored(res, fn):
+    """A copy of RES whose records went through FN(record) -> record, a list
+    of records, or None (dropped)."""
+    out = []
+    for r in res.records:
+        x = fn(lab.Record(r.idx, r.step, r.key, r.value))
+        out += [] if x is None else (x if isinstance(x, list) else [x])
+    return lab.Result(res.name, lab.outcome_of(out), out, res.console, 0.0,
+                      garbage=list(res.garbage))
+
+
+def setval(step, key, value):
+    def fn(r):
+        if r.step == step and r.key == key:
+            r.value = value
+        return r
+    return fn
+
+
+def failed(fn, *args, **kw):
+    c = C.Checker("t", "series")
+    fn(c, *args, **kw)
+    return c.failed()
 
 
 class ParseRecords(unittest.TestCase):
@@ -22,9 +59,11 @@ class ParseRecords(unittest.TestCase):
         self.assertEqual((r[0].idx, r[0].step, r[0].key, r[0].value), (3, "load-c", "rc", "0"))
         self.assertEqual(r[1].value, "a=b c")
 
-    def test_noise_is_ignored(self):
-        r = lab.parse_records("[    1.0] kernel noise\n\n1:x:y=z\r\ngarbage:=\n")
+    def test_malformed_lines_are_kept(self):
+        garbage = []
+        r = lab.parse_records("[    1.0] noise\n\n1:x:y=z\r\ngarbage:=\n", garbage)
         self.assertEqual([(x.step, x.key, x.value) for x in r], [("x", "y", "z")])
+        self.assertEqual(garbage, ["[    1.0] noise", "garbage:="])
 
     def test_no_result_without_done(self):
         self.assertEqual(lab.outcome_of(lab.parse_records("0:boot:a=1\n")), lab.NO_RESULT)
@@ -36,41 +75,305 @@ class ParseRecords(unittest.TestCase):
         self.assertRaises(ValueError, lab.parse_size, "8X")
 
 
+class QemuCommandLines(unittest.TestCase):
+    """No QEMU run may depend on a default device: a minimal host lacks the
+    option ROM of virt's default NIC (ipxe-qemu)."""
+
+    def setUp(self):
+        self.saved = lab.initramfs
+        lab.initramfs = lambda variant: "/nonexistent/first.cpio.gz"
+        self.addCleanup(setattr, lab, "initramfs", self.saved)
+
+    def commands(self):
+        yield lab.dtb_dump_command("8G", "/tmp/x.dtb")
+        for fw in ("dt", "uefi"):
+            for icount in (False, True):
+                yield lab.qemu_command("series", "8G", "x", "/tmp", firmware=fw,
+                                       icount=icount, dtb="/tmp/x.dtb", kernel="/k")
+
+    def test_every_command_has_nodefaults(self):
+        n = 0
+        for cmd in self.commands():
+            n += 1
+            self.assertIn("-nodefaults", cmd, cmd)
+            self.assertNotIn("-net", cmd)
+        self.assertEqual(n, 5)
+
+    def test_every_device_is_declared(self):
+        cmd = list(self.commands())[1]
+        devs = [cmd[i + 1] for i, a in enumerate(cmd) if a == "-device"]
+        self.assertEqual(devs, ["virtio-serial-device", "virtserialport,chardev=lab,name=lab"])
+        self.assertIn("-serial", cmd)
+
+    def test_no_other_qemu_invocation(self):
+        """Every QEMU command is built by lab.qemu_base()."""
+        hits = []
+        for d in ("lab", "bench", "tests"):
+            for root, _, files in os.walk(os.path.join(TOP, d)):
+                for f in files:
+                    if f == "test_lab.py":   # its fake QEMU below
+                        continue
+                    if f.endswith((".py", ".sh", "Makefile")) or "." not in f:
+                        p = os.path.join(root, f)
+                        with open(p, errors="replace") as fh:
+                            for i, line in enumerate(fh, 1):
+                                if re.search(r"[\"']qemu-system-|^\s*qemu-system-", line):
+                                    hits.append("%s:%d" % (os.path.relpath(p, TOP), i))
+        self.assertEqual([h for h in hits if not h.startswith("lab/lab.py:")], [])
+        self.assertEqual(len(hits), 1, hits)
+
+
+class HelperFailures(unittest.TestCase):
+    """A failed host-side step is one line naming the step and its log."""
+
+    def test_failing_helper(self):
+        with tempfile.TemporaryDirectory() as d:
+            log = os.path.join(d, "h.log")
+            with self.assertRaises(lab.LabError) as e:
+                lab.run_helper("dtc (dtb to dts)", ["sh", "-c", "echo bad input >&2; exit 3"], log)
+            msg = str(e.exception)
+            self.assertEqual(msg.count("\n"), 0)
+            self.assertIn("dtc (dtb to dts) failed (exit 3: bad input)", msg)
+            self.assertIn(log, msg)
+
+    def test_missing_helper(self):
+        with tempfile.TemporaryDirectory() as d:
+            with self.assertRaises(lab.LabError) as e:
+                lab.run_helper("dtb dump", ["/nonexistent/qemu"], os.path.join(d, "l"))
+            self.assertIn("dtb dump: cannot run /nonexistent/qemu", str(e.exception))
+
+    def test_qemu_that_does_not_start(self):
+        """A QEMU that exits at once is a LAB_ERROR with QEMU's own reason."""
+        with tempfile.TemporaryDirectory() as d:
+            fake = os.path.join(d, "qemu-system-aarch64")
+            with open(fake, "w") as f:
+                f.write("#!/bin/sh\necho 'qemu-system-aarch64: failed to find romfile "
+                        "\"efi-virtio.rom\"' >&2\nexit 1\n")
+            os.chmod(fake, stat.S_IRWXU)
+            old = os.environ["PATH"]
+            os.environ["PATH"] = d + os.pathsep + old
+            saved = lab.initramfs
+            lab.initramfs = lambda v: fake
+            try:
+                r = lab.run_guest("unit-fake-qemu", kernel=fake, timeout=10)
+            finally:
+                os.environ["PATH"] = old
+                lab.initramfs = saved
+            self.assertEqual(r.outcome, lab.LAB_ERROR)
+            self.assertIn('failed to find romfile "efi-virtio.rom"', r.error)
+            self.assertEqual(failed(C.check_boot, r), ["lab_steps_succeeded"])
+
+    def test_unknown_variant_is_an_error_not_a_traceback(self):
+        r = lab.run_guest("unit-bad-variant", variant="no-such-variant", timeout=5)
+        self.assertEqual(r.outcome, lab.LAB_ERROR)
+        self.assertIn("unknown variant", r.error)
+
+
 class RecordedCrashRun(unittest.TestCase):
+    """results-crash-plain-512M.txt: series, 8G, crashkernel=512M, load-c, crash."""
+
     def setUp(self):
         self.r = recorded("results-crash-plain-512M.txt")
+        self.spec_steps = ["load-c", "crash"]
+
+    def evaluate(self, res, name="crash-plain-512M"):
+        return SC.evaluate(name, {name: res}, image_size=IMAGE).failed()
 
     def test_outcome_and_regions(self):
         self.assertEqual(self.r.outcome, lab.DONE)
-        self.assertEqual(S.regions(self.r), [(0xe0000000, 0x100000000)])
+        self.assertEqual(self.r.garbage, [])
+        self.assertEqual(C.regions(self.r), [(0xe0000000, 0x100000000)])
 
     def test_map_figures(self):
         m = self.r.map("boot")
         self.assertEqual(m["crash_in_block"], 0)
         self.assertEqual(m["crash_bytes"], 512 << 20)
         self.assertEqual(m["crash_region"], ["0xe0000000-0x100000000"])
+        self.assertEqual(self.r.map("no-such-step"), {})
 
-    def test_capture_checks_pass(self):
-        c = S.Checker("t", "series")
-        S.check_capture(c, self.r)
-        self.assertTrue(c.results)
-        self.assertEqual([n for n, ok, _ in c.results if not ok], [])
+    def test_scenario_passes(self):
+        self.assertEqual(self.evaluate(self.r), [])
 
     def test_capture_checks_can_fail(self):
-        recs = [x for x in self.r.records if x.key != "marker_found"]
-        c = S.Checker("t", "series")
-        S.check_capture(c, lab.Result("t", lab.DONE, recs, "", 0.0))
-        self.assertIn("vmcore_dmesg_has_marker", [n for n, ok, _ in c.results if not ok])
+        bad = doctored(self.r, lambda x: None if x.key == "marker_found" else x)
+        self.assertEqual(failed(C.check_capture, bad), ["vmcore_dmesg_has_marker"])
+        bad = doctored(self.r, setval("capture", "osrelease", ""))
+        self.assertEqual(failed(C.check_capture, bad), ["vmcoreinfo_osrelease_is_first_kernel"])
 
-    def test_shape_against_itself_and_a_worse_map(self):
-        c = S.Checker("t", "series")
-        S.check_shape(c, self.r, self.r, 512 << 20)
-        self.assertEqual([n for n, ok, _ in c.results if not ok], [])
-        worse = [lab.Record(x.idx, x.step, x.key, "99999999" if x.key == "map.pte_outside_crash"
-                            else x.value) for x in self.r.records]
-        c = S.Checker("t", "series")
-        S.check_shape(c, lab.Result("w", lab.DONE, worse, "", 0.0), self.r, 512 << 20)
-        self.assertEqual([n for n, ok, _ in c.results if not ok], ["pte_outside_crash_equals_control"])
+    def test_protection_is_checked_in_a_crash_scenario(self):
+        """Every load step gets the protection checks, crash scenarios too."""
+        bad = doctored(self.r, setval("load-c", "map.invalid_crash", "0"))
+        self.assertEqual(self.evaluate(bad), ["segments_invalid_after_load-c"])
+
+    def test_protection_outside_the_crash_regions(self):
+        bad = doctored(self.r, setval("load-c", "map.invalid_outside", "4096"))
+        self.assertEqual(self.evaluate(bad), ["nothing_new_invalid_outside_crash_load-c"])
+
+    def test_invalid_elsewhere_compares_with_before(self):
+        """With debug_pagealloc/KFENCE, invalid bytes outside may move, but
+        not by an Image's worth; compared with the step before the load."""
+        def shifted(after):
+            def fn(x):
+                if x.key == "map.invalid_outside":
+                    x.value = str(after) if x.step == "load-c" else "1000000"
+                return x
+            return doctored(self.r, fn)
+        self.assertEqual(failed(C.check_loads, shifted(1000000 + 8192), IMAGE, True), [])
+        self.assertEqual(failed(C.check_loads, shifted(1000000 + IMAGE), IMAGE, True),
+                         ["nothing_new_invalid_outside_crash_load-c"])
+        self.assertEqual(failed(C.check_loads, shifted(1000000), IMAGE, False), [])
+        self.assertEqual(failed(C.check_loads, shifted(1000000 + 4096), IMAGE, False),
+                         ["nothing_new_invalid_outside_crash_load-c"])
+
+    def test_crash_region_missing_from_the_linear_map(self):
+        """crash_unmapped was computed and never checked: now it is."""
+        bad = doctored(self.r, setval("boot", "map.crash_unmapped", str(2 << 20)))
+        self.assertEqual(failed(C.check_shape, bad, self.r, 512 << 20, 4096),
+                         ["crash_unmapped_is_zero"])
+
+    def test_shape_against_a_worse_map(self):
+        self.assertEqual(failed(C.check_shape, self.r, self.r, 512 << 20, 4096), [])
+        bad = doctored(self.r, setval("boot", "map.pte_outside_crash", "99999999"))
+        self.assertEqual(failed(C.check_shape, bad, self.r, 512 << 20, 4096),
+                         ["pte_outside_crash_equals_control"])
+        bad = doctored(self.r, setval("boot", "map.pte_tables", "600"))
+        self.assertEqual(failed(C.check_shape, bad, self.r, 512 << 20, 4096),
+                         ["pte_tables_bounded"])
+
+    def test_missing_figures_fail(self):
+        bad = doctored(self.r, lambda x: None if x.key.startswith("map.") else x)
+        self.assertEqual(failed(C.check_shape, bad, self.r, 512 << 20, 4096),
+                         ["crash_in_block_is_zero", "crash_unmapped_is_zero",
+                          "pte_outside_crash_equals_control", "pte_tables_bounded"])
+        self.assertIn("segments_invalid_after_load-c", self.evaluate(bad))
+
+    def test_pte_table_span_follows_the_page_size(self):
+        self.assertEqual(C.pte_table_span(4096), 2 << 20)
+        self.assertEqual(C.pte_table_span(16384), 32 << 20)
+        self.assertEqual(C.pte_table_span(65536), 512 << 20)
+
+    def test_base_positive_fact(self):
+        """On base the map must be all pages: the series' map fails that."""
+        self.assertEqual(failed(C.check_base_shape, self.r, 8 << 30, 512 << 20, 4096),
+                         ["base_pages_outside_crash_cover_ram", "base_pte_tables_cover_ram"])
+
+        def allpte(x):
+            if x.step == "boot" and x.key == "map.pte_outside_crash":
+                x.value = str((8 << 30) - (512 << 20) - (30 << 20))
+            if x.step == "boot" and x.key == "map.pte_tables":
+                x.value = "3900"
+            return x
+        self.assertEqual(failed(C.check_base_shape, doctored(self.r, allpte),
+                                8 << 30, 512 << 20, 4096), [])
+
+    def test_errors_on_the_channel_fail(self):
+        def add(x):
+            if x.step == "load-c" and x.key == "rc":
+                return [x, lab.Record(x.idx, x.step, "map.error", "cannot read ptdump")]
+            return x
+        self.assertEqual(self.evaluate(doctored(self.r, add)), ["no_errors_reported"])
+
+        def unknown(x):
+            if x.step == "crash":
+                return [lab.Record(x.idx, "bogus", "error", "unknown step bogus"), x]
+            return x
+        self.assertIn("no_errors_reported", self.evaluate(doctored(self.r, unknown)))
+
+    def test_malformed_line_fails(self):
+        bad = doctored(self.r, lambda x: x)
+        bad.garbage = ["map.crash_linear_map: cannot open /sys/kernel/debug"]
+        self.assertEqual(self.evaluate(bad), ["result_channel_well_formed"])
+
+    def test_missing_step_fails(self):
+        bad = doctored(self.r, lambda x: None if x.step == "load-c" else x)
+        self.assertIn("every_step_reported", self.evaluate(bad))
+
+    def test_hang_is_not_a_pass(self):
+        bad = doctored(self.r, lambda x: None if x.step == "end" else x)
+        self.assertEqual(bad.outcome, lab.NO_RESULT)
+        self.assertIn("guest_finished", self.evaluate(bad))
+
+
+TAP_OK = ["TAP version 13", "1..5",
+          "ok 1 crash_regions_page_mapped",
+          "ok 2 pte_outside_crash_within_limit",
+          "ok 3 protect_after_load",
+          "ok 4 unprotect_after_unload",
+          "ok 5 # SKIP shrink_returns_memory: set KDUMP_SHRINK=1 to run",
+          "# Totals: pass:4 fail:0 xfail:0 xpass:0 skip:1 error:0"]
+
+
+def selftest_result(tap, rc="0"):
+    recs = [lab.Record(0, "boot", "release", "6.1"), lab.Record(1, "selftest", "rc", rc)]
+    recs += [lab.Record(1, "selftest", "tap", t) for t in tap]
+    return lab.Result("t", lab.DONE, recs, "", 0.0)
+
+
+class Selftest(unittest.TestCase):
+    def setUp(self):
+        self.expect = SC.selftest_expect(SC.SCENARIOS["plain-512M"])
+
+    def test_passes(self):
+        self.assertEqual(failed(C.check_selftest, selftest_result(TAP_OK), self.expect), [])
+
+    def test_unexpected_skip_fails(self):
+        tap = [t.replace("ok 2 pte", "ok 2 # SKIP pte") for t in TAP_OK]
+        self.assertEqual(failed(C.check_selftest, selftest_result(tap), self.expect),
+                         ["selftest_pte_outside_crash_within_limit_ok"])
+
+    def test_crash_midway_fails(self):
+        self.assertEqual(failed(C.check_selftest, selftest_result(TAP_OK[:4], "139"), self.expect),
+                         ["selftest_plan_matches_results", "selftest_exit_status",
+                          "selftest_protect_after_load_ok",
+                          "selftest_shrink_returns_memory_skip",
+                          "selftest_unprotect_after_unload_ok"])
+
+    def test_failure_and_exit_status(self):
+        tap = [t.replace("ok 1 crash", "not ok 1 crash") for t in TAP_OK]
+        self.assertEqual(failed(C.check_selftest, selftest_result(tap, "1"), self.expect),
+                         ["selftest_exit_status", "selftest_crash_regions_page_mapped_ok"])
+
+    def test_no_records_fail(self):
+        r = lab.Result("t", lab.DONE, [lab.Record(0, "boot", "a", "b")], "", 0.0)
+        self.assertEqual(failed(C.check_selftest, r, self.expect), ["selftest_ran"])
+
+    def test_unexpected_test_fails(self):
+        tap = TAP_OK[:1] + ["1..6"] + TAP_OK[2:7] + ["ok 6 something_new"]
+        self.assertEqual(failed(C.check_selftest, selftest_result(tap), self.expect),
+                         ["selftest_no_unexpected_tests"])
+
+    def test_base_expects_the_limit_to_fail(self):
+        exp = SC.selftest_expect(SC.SCENARIOS["base-plain-512M"])
+        self.assertEqual(exp[SC.ST_LIMIT], "fail")
+        # A base kernel whose limit check passed would not be biting.
+        self.assertEqual(failed(C.check_selftest, selftest_result(TAP_OK, "0"), exp),
+                         ["selftest_exit_status", "selftest_pte_outside_crash_within_limit_fail"])
+
+    def test_forced_scenarios_expect_the_limit_skip(self):
+        for name in ("rodata-full", "debug-pagealloc"):
+            self.assertEqual(SC.selftest_expect(SC.SCENARIOS[name])[SC.ST_LIMIT], "skip")
+
+
+class ScenarioTable(unittest.TestCase):
+    def test_every_scenario_is_well_formed(self):
+        for name, s in SC.SCENARIOS.items():
+            self.assertIn(s["shape"], (None, "control", "shape", "nothing", "forced"), name)
+            self.assertIn(s["firmware"], ("dt", "uefi"), name)
+            lab.parse_size(s["mem"])
+            if s["shape"] in ("shape", "nothing") and not name.startswith("base"):
+                self.assertIn(SC.control_of(name), SC.SCENARIOS, name)
+            for st in s["steps"]:
+                self.assertIn(st.split(":")[0], ("load-c", "load-s", "unload", "selftest",
+                                                 "crash", "shrink", "report", "dump"), name)
+
+    def test_every_layout_is_crashed_on_dt_and_uefi(self):
+        def crashed(pred):
+            return [n for n, s in SC.SCENARIOS.items()
+                    if "crash" in s["steps"] and pred(s) and n not in SC.FULL_ONLY]
+        for fw in ("dt", "uefi"):
+            for form in ("crashkernel=512M", ",high crashkernel=128M,low", "@0x60000000"):
+                self.assertTrue(crashed(lambda s: s["firmware"] == fw and form in s["cmdline"]),
+                                (fw, form))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,148 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * linmap: the lab's figures of the arm64 linear map, one key=value per
+ * line, computed by the kselftest's parser (linear_map.c of
+ * tools/testing/selftests/arm64/kdump, compiled in with -I to that dir).
+ *
+ *   linmap [--ptdump FILE] [--iomem FILE] [--page-size N]
+ *
+ * Defaults: /sys/kernel/debug/kernel_page_tables, /proc/iomem and
+ * sysconf(_SC_PAGESIZE).  On any failure it prints a single line
+ * "error=<reason>" on stdout and exits with status 2.
+ *
+ * Keys, in bytes unless said otherwise:
+ *   pud_bytes, pmd_bytes  level-1 and level-2 block entries (valid or not)
+ *   pmd_cont_bytes        level-2 blocks with the contiguous bit
+ *   pte_bytes             page entries (valid or not)
+ *   pte_cont_bytes        page entries with the contiguous bit
+ *   pte_outside_crash     page entries outside the crash regions
+ *   pte_tables            PTE tables (spans of page_size * page_size / 8)
+ *                         holding page-level lines, holes included
+ *   tlb_entries           translations the valid entries need in a TLB:
+ *                         one per entry, one per contiguous group
+ *   linear_bytes          valid entries
+ *   crash_bytes, crash_in_block, crash_unmapped, invalid_crash,
+ *   invalid_outside       as in linear_map.h
+ *   crash_regions         how many; then phys_offset=0x... and one
+ *                         crash_region=0xSTART-0xEND (END exclusive) each
+ *
+ * ptdump names the level of a line, not the size of its entries.  A PTE
+ * entry is a page.  A PMD leaf is a level-2 block, one PTE table's span.
+ * Any other leaf (PUD, or PGD when the PUD level is folded into it) is a
+ * level-1 block with 4K pages, the only granule whose level 1 holds
+ * blocks (pud_sect_supported()); with 16K and 64K pages it can only be the
+ * level-2 block of a folded table (two levels, printed as PGD).
+ * Contiguous groups are CONT_PTES and CONT_PMDS entries: 16 and 16 with
+ * 4K pages, 128 and 32 with 16K, 32 and 32 with 64K.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "linear_map.h"
+
+struct extra {
+	long page_size;
+	unsigned long long pud_bytes;
+	unsigned long long pmd_bytes;
+	unsigned long long pmd_cont_bytes;
+	unsigned long long pte_bytes;
+	unsigned long long pte_cont_bytes;
+	unsigned long long tlb_entries;
+	unsigned long long linear_bytes;
+};
+
+static void line_figures(const struct lm_line *l, void *arg)
+{
+	struct extra *x = arg;
+	unsigned long long size = l->end - l->start;
+	unsigned long long ptrs = x->page_size / 8;
+	unsigned long long entry = x->page_size, cont;
+	int level = 3;
+
+	if (l->hole)
+		return;
+	if (!l->pte)
+		level = strcmp(l->level, "PMD") && x->page_size == 4096 ? 1 : 2;
+	if (level == 3) {
+		cont = x->page_size == 16384 ? 128 : x->page_size == 65536 ? 32 : 16;
+		x->pte_bytes += size;
+		if (l->cont)
+			x->pte_cont_bytes += size;
+	} else if (level == 2) {
+		cont = x->page_size == 4096 ? 16 : 32;
+		entry *= ptrs;
+		x->pmd_bytes += size;
+		if (l->cont)
+			x->pmd_cont_bytes += size;
+	} else {
+		cont = 1;
+		entry *= ptrs * ptrs;
+		x->pud_bytes += size;
+	}
+	if (l->invalid)
+		return;
+	if (l->cont)
+		entry *= cont;
+	x->linear_bytes += size;
+	x->tlb_entries += (size + entry - 1) / entry;
+}
+
+static int error(const char *msg)
+{
+	printf("error=%s\n", msg);
+	return 2;
+}
+
+int main(int argc, char **argv)
+{
+	const char *ptdump = "/sys/kernel/debug/kernel_page_tables";
+	const char *iomem = "/proc/iomem";
+	struct extra x = { .page_size = sysconf(_SC_PAGESIZE) };
+	char err[LM_ERR_LEN], *end;
+	struct lm_figures f;
+	struct lm_iomem io;
+	unsigned int i;
+
+	for (i = 1; i < (unsigned int)argc; i++) {
+		if (i + 1 == (unsigned int)argc)
+			return error("usage: linmap [--ptdump FILE] [--iomem FILE] [--page-size N]");
+		if (!strcmp(argv[i], "--ptdump")) {
+			ptdump = argv[++i];
+		} else if (!strcmp(argv[i], "--iomem")) {
+			iomem = argv[++i];
+		} else if (!strcmp(argv[i], "--page-size")) {
+			x.page_size = strtol(argv[++i], &end, 0);
+			if (*end || end == argv[i])
+				return error("--page-size needs a number");
+		} else {
+			return error("usage: linmap [--ptdump FILE] [--iomem FILE] [--page-size N]");
+		}
+	}
+
+	if (lm_figures(ptdump, iomem, x.page_size, &io, &f, line_figures, &x,
+		       err))
+		return error(err);
+
+	printf("pud_bytes=%llu\n", x.pud_bytes);
+	printf("pmd_bytes=%llu\n", x.pmd_bytes);
+	printf("pmd_cont_bytes=%llu\n", x.pmd_cont_bytes);
+	printf("pte_bytes=%llu\n", x.pte_bytes);
+	printf("pte_cont_bytes=%llu\n", x.pte_cont_bytes);
+	printf("pte_outside_crash=%llu\n", f.pte_outside_crash);
+	printf("pte_tables=%llu\n", f.pte_tables);
+	printf("tlb_entries=%llu\n", x.tlb_entries);
+	printf("linear_bytes=%llu\n", x.linear_bytes);
+	printf("crash_bytes=%llu\n", f.crash_bytes);
+	printf("crash_in_block=%llu\n", f.crash_in_block);
+	printf("crash_unmapped=%llu\n", f.crash_unmapped);
+	printf("invalid_crash=%llu\n", f.invalid_crash);
+	printf("invalid_outside=%llu\n", f.invalid_outside);
+	printf("crash_regions=%u\n", io.nr_crash);
+	printf("phys_offset=0x%llx\n", f.phys_offset);
+	for (i = 0; i < io.nr_crash; i++)
+		printf("crash_region=0x%llx-0x%llx\n", io.crash[i].start,
+		       io.crash[i].end);
+	return 0;
+}

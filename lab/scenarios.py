@@ -1,0 +1,304 @@
+"""The lab's scenarios and what each must show.
+
+A scenario boots one guest (lab.run_guest) with a kernel command line and
+a list of steps for its /init; evaluate() then turns its records into named
+checks (lab/checks.py).  What is checked follows from the steps, so that
+no step goes unchecked: every load-c/load-s gets the protection checks
+(and the unload after it the reverse), every crash the capture checks,
+every selftest run the kselftest's TAP, every shrink the shrink checks.
+The one thing a scenario states is how its linear map must look ("shape"):
+
+    control  no crash region, blocks in the linear map
+    shape    against the control boot (on base: the positive fact that it
+             page-maps all of RAM)
+    nothing  nothing reserved: the very same map as the control boot
+    forced   an option page-maps everything (rodata=full, debug_pagealloc)
+"""
+
+import os
+
+import checks as C
+import lab
+import variants
+
+MIB, GIB = C.MIB, C.GIB
+G4 = 4 * GIB
+TOP48 = 1 << 48
+LOAD_UNLOAD = ["load-c", "unload", "load-s", "unload", "selftest"]
+
+# The kselftest's tests (tools/testing/selftests/arm64/kdump).
+ST_MAPPED = "crash_regions_page_mapped"
+ST_LIMIT = "pte_outside_crash_within_limit"
+ST_LOAD = "protect_after_load"
+ST_UNLOAD = "unprotect_after_unload"
+ST_SHRINK = "shrink_returns_memory"
+
+
+def sc(variant="series", mem="8G", cmdline="", steps=(), shape=None, regions=None,
+       log=None, control=None, firmware="dt", dma_bits=None, rodata="on",
+       invalid_elsewhere=False, selftest=None):
+    """A scenario.  regions: the crash regions expected in /proc/iomem, as
+    (size, lowest start, highest end); log: a substring the kernel log must
+    have; control: the scenario whose boot is this one's control;
+    firmware: "dt" (QEMU's device tree) or "uefi" (QEMU_EFI.fd, ACPI);
+    dma_bits: boot with a device tree whose dma-ranges limit DMA to that;
+    invalid_elsewhere: debug_pagealloc unmaps free pages and KFENCE its
+    guard pages (see checks.check_loads); selftest: {test: outcome}
+    overriding the expected kselftest outcomes (see selftest_expect)."""
+    return dict(variant=variant, mem=mem, cmdline=("rodata=%s " % rodata + cmdline).strip(),
+                steps=list(steps), shape=shape, regions=regions, log=log, control=control,
+                firmware=firmware, dma_bits=dma_bits, invalid_elsewhere=invalid_elsewhere,
+                selftest=selftest or {})
+
+
+SCENARIOS = {
+    # Controls: the same machines without crashkernel=.
+    "control": sc(steps=["selftest"], shape="control"),
+    "control-16G": sc(mem="16G", shape="control"),
+    "base-control": sc("base", shape="control"),
+    # Every crashkernel= form: reservation, shape, protection.
+    "plain-512M": sc(cmdline="crashkernel=512M", steps=LOAD_UNLOAD, shape="shape",
+                     regions=[(512 * MIB, 0, G4)],
+                     log="reserved after paging_init, below the DMA limit"),
+    "plain-512M-16G": sc(mem="16G", cmdline="crashkernel=512M", steps=["load-c", "unload"],
+                         shape="shape", regions=[(512 * MIB, 0, G4)], control="control-16G"),
+    "high-1G": sc(cmdline="crashkernel=1G,high", steps=LOAD_UNLOAD, shape="shape",
+                  regions=[(GIB, G4, TOP48)],
+                  log="reserved before paging_init (crashkernel=,high)"),
+    "high-1G-low-128M": sc(cmdline="crashkernel=1G,high crashkernel=128M,low",
+                           steps=LOAD_UNLOAD, shape="shape",
+                           regions=[(128 * MIB, 0, G4), (GIB, G4, TOP48)], log="low 0x"),
+    "fixed-256M@0x60000000": sc(cmdline="crashkernel=256M@0x60000000", steps=LOAD_UNLOAD,
+                                shape="shape", regions=[(256 * MIB, 0x60000000, 0x70000000)],
+                                log="reserved before paging_init (fixed base)"),
+    "range-syntax": sc(cmdline="crashkernel=1G-4G:192M,4G-:384M", steps=["load-c", "unload"],
+                       shape="shape", regions=[(384 * MIB, 0, G4)]),
+    # Shrink through /sys/kernel/kexec_crash_size, then load again.
+    "shrink-64M": sc(cmdline="crashkernel=512M", steps=["shrink:67108864", "load-c", "unload"],
+                     regions=[(512 * MIB, 0, G4)]),
+    # Crash and capture, for each layout.
+    "crash-plain-512M": sc(cmdline="crashkernel=512M", steps=["load-c", "crash"],
+                           regions=[(512 * MIB, 0, G4)]),
+    "crash-high-low": sc(cmdline="crashkernel=1G,high crashkernel=128M,low",
+                         steps=["load-s", "crash"],
+                         regions=[(128 * MIB, 0, G4), (GIB, G4, TOP48)]),
+    "crash-fixed": sc(cmdline="crashkernel=256M@0x60000000", steps=["load-c", "crash"],
+                      regions=[(256 * MIB, 0x60000000, 0x70000000)]),
+    # Bad input: nothing reserved, a log line with the reason, blocks kept.
+    "bad-garbage": sc(cmdline="crashkernel=foo", shape="nothing",
+                      log="invalid crashkernel= value, nothing reserved"),
+    "bad-zero": sc(cmdline="crashkernel=0", shape="nothing", log="size is zero"),
+    "bad-too-large": sc(cmdline="crashkernel=64G", shape="nothing",
+                        log="cannot allocate crashkernel"),
+    "bad-low-alone": sc(cmdline="crashkernel=128M,low", shape="nothing",
+                        log="crashkernel=,low without crashkernel=,high"),
+    "bad-unaligned-base": sc(cmdline="crashkernel=256M@0x60100000", shape="nothing",
+                             log="is not aligned to 2 MiB"),
+    "bad-base-beyond-ram": sc(cmdline="crashkernel=256M@0x400000000", shape="nothing",
+                              log="is not free RAM"),
+    "bad-negative": sc(cmdline="crashkernel=-1M", shape="nothing",
+                       log="invalid crashkernel= value, nothing reserved"),
+    "bad-unit-typo": sc(cmdline="crashkernel=512Q", shape="nothing",
+                        log="unrecognized char: Q"),
+    "bad-overflow": sc(cmdline="crashkernel=99999999999999999999999M", shape="nothing",
+                       log="cannot allocate crashkernel"),
+    "bad-base-over-kernel": sc(cmdline="crashkernel=64M@0x40000000", shape="nothing",
+                               log="is not free RAM"),
+    # Senseless but meaningful combinations: documented outcome and a warning.
+    "two-plain": sc(cmdline="crashkernel=256M crashkernel=512M", steps=["load-c", "unload"],
+                    shape="shape", regions=[(512 * MIB, 0, G4)],
+                    log="2 crashkernel= parameters given, using the last"),
+    "plain-and-high": sc(cmdline="crashkernel=256M crashkernel=1G,high", shape="shape",
+                         regions=[(256 * MIB, 0, G4)],
+                         log=",high and ,low are ignored when crashkernel=size is given"),
+    "shrink-then-crash": sc(cmdline="crashkernel=512M",
+                            steps=["shrink:67108864", "load-c", "crash"],
+                            regions=[(512 * MIB, 0, G4)]),
+    # Little memory: the region shares its 1G slot with the page tables,
+    # memblock and the unflattened DT, all live during the rebuild.
+    "control-2G": sc(mem="2G", shape="control"),
+    "plain-512M-2G": sc(mem="2G", cmdline="crashkernel=512M",
+                        steps=["load-c", "unload", "load-c", "crash"], shape="shape",
+                        regions=[(512 * MIB, 0, G4)], control="control-2G"),
+    # ,high with no RAM above 4G: the documented fallback takes it below.
+    "high-512M-no-ram-above-4G": sc(mem="2G", cmdline="crashkernel=512M,high",
+                                    steps=["load-c", "unload"], shape="shape",
+                                    regions=[(512 * MIB, 0, G4)], control="control-2G",
+                                    log="no room above 4 GiB for crashkernel=,high"),
+    # Load and unload again and again, both ways.
+    "cycles-20": sc(cmdline="crashkernel=512M",
+                    steps=["load-c", "unload", "load-s", "unload"] * 10,
+                    regions=[(512 * MIB, 0, G4)]),
+    # Options that page-map everything: still correct, protected, dumpable.
+    "rodata-full": sc(cmdline="crashkernel=512M", rodata="full",
+                      steps=["load-c", "unload", "selftest", "load-s", "crash"],
+                      shape="forced", regions=[(512 * MIB, 0, G4)]),
+    "debug-pagealloc": sc(cmdline="crashkernel=512M debug_pagealloc=on",
+                          steps=["load-c", "unload", "selftest", "load-c", "crash"],
+                          shape="forced", regions=[(512 * MIB, 0, G4)],
+                          invalid_elsewhere=True),
+    # A DMA zone that ends below 4 GiB (31 bits: RAM starts at 1 GiB on virt).
+    "control-dma31": sc(dma_bits=31, shape="control"),
+    "plain-256M-dma31": sc(dma_bits=31, cmdline="crashkernel=256M",
+                           steps=["load-c", "unload", "load-s", "crash"], shape="shape",
+                           regions=[(256 * MIB, 0, 0x80000000)], control="control-dma31",
+                           log="below the DMA limit 0x80000000"),
+    "high-low-dma31": sc(dma_bits=31, cmdline="crashkernel=1G,high crashkernel=128M,low",
+                         steps=["load-c", "unload"], shape="shape",
+                         regions=[(128 * MIB, 0, 0x80000000), (GIB, G4, TOP48)],
+                         control="control-dma31"),
+    # UEFI + ACPI, the way arm64 servers boot: every layout is crashed.
+    "control-uefi": sc(firmware="uefi", shape="control"),
+    "plain-512M-uefi": sc(firmware="uefi", cmdline="crashkernel=512M",
+                          steps=["load-c", "unload", "load-s", "crash"], shape="shape",
+                          regions=[(512 * MIB, 0, G4)], control="control-uefi"),
+    "high-low-uefi": sc(firmware="uefi", cmdline="crashkernel=1G,high crashkernel=128M,low",
+                        steps=["load-c", "unload", "load-s", "crash"], shape="shape",
+                        regions=[(128 * MIB, 0, G4), (GIB, G4, TOP48)],
+                        control="control-uefi"),
+    "fixed-256M-uefi": sc(firmware="uefi", cmdline="crashkernel=256M@0x60000000",
+                          steps=["load-s", "unload", "load-c", "crash"], shape="shape",
+                          regions=[(256 * MIB, 0x60000000, 0x70000000)],
+                          control="control-uefi"),
+    # Scale: a 64G guest, its RAM not reserved on the host (memory-backend
+    # reserve=off); the guest only touches what it uses.
+    "control-64G": sc(mem="64G", shape="control"),
+    "scale-64G": sc(mem="64G", cmdline="crashkernel=512M", steps=["load-c", "unload"],
+                    shape="shape", regions=[(512 * MIB, 0, G4)], control="control-64G"),
+    # KFENCE built in (variant "kfence"): an early pool is page-mapped on its
+    # own; a pool that may come late (interval 0) page-maps everything.
+    "control-kfence": sc("kfence", cmdline="kfence.sample_interval=100", shape="control"),
+    "kfence-early-pool": sc("kfence", cmdline="kfence.sample_interval=100 crashkernel=512M",
+                            steps=["load-c", "unload", "selftest", "load-s", "crash"],
+                            shape="shape", regions=[(512 * MIB, 0, G4)],
+                            control="control-kfence", invalid_elsewhere=True),
+    "kfence-late-pool": sc("kfence", cmdline="kfence.sample_interval=0 crashkernel=512M",
+                           steps=["load-c", "unload", "load-s", "crash"], shape="forced",
+                           regions=[(512 * MIB, 0, G4)], invalid_elsewhere=True),
+    # No DMA zones (variant "nodma"): everything is reserved early, as in
+    # 6.1 without the series, and only the crash region is page-mapped.
+    "control-nodma": sc("nodma", shape="control"),
+    "nodma-plain-512M": sc("nodma", cmdline="crashkernel=512M",
+                           steps=["load-c", "unload", "load-s", "crash"], shape="shape",
+                           regions=[(512 * MIB, 0, TOP48)], control="control-nodma",
+                           log="reserved before paging_init (no DMA zones)"),
+    "nodma-high-low": sc("nodma", cmdline="crashkernel=1G,high crashkernel=128M,low",
+                         steps=["load-c", "unload"], shape="shape",
+                         regions=[(GIB, G4, TOP48)], control="control-nodma"),
+    # The unpatched kernel: it page-maps all of RAM (and its kselftest
+    # says so), which is what the series removes.
+    "base-plain-512M": sc("base", cmdline="crashkernel=512M",
+                          steps=["load-c", "unload", "selftest"], shape="shape",
+                          regions=[(512 * MIB, 0, G4)], selftest={ST_LIMIT: "fail"}),
+}
+
+# Only in "make test-full": slow, or large.
+FULL_ONLY = {"cycles-20", "plain-512M-16G", "control-16G", "scale-64G", "control-64G",
+             "control-kfence", "kfence-early-pool", "kfence-late-pool",
+             "control-nodma", "nodma-plain-512M", "nodma-high-low"}
+
+
+def control_of(name):
+    s = SCENARIOS[name]
+    if s["control"]:
+        return s["control"]
+    return "base-control" if s["variant"] == "base" else "control"
+
+
+def needs_control(name):
+    return SCENARIOS[name]["shape"] in ("shape", "nothing") and \
+        not variants.is_base(SCENARIOS[name]["variant"])
+
+
+def selftest_expect(spec):
+    """The outcome of each kselftest test in scenario SPEC.  The lab runs it
+    with a capture kernel to load (KDUMP_KERNEL) and without KDUMP_SHRINK."""
+    has_region = bool(spec["regions"])
+    forced = spec["shape"] == "forced" or "kfence.sample_interval=0" in spec["cmdline"]
+    exp = {
+        ST_MAPPED: "ok" if has_region else "skip",
+        ST_LIMIT: "skip" if forced or not has_region else "ok",
+        ST_LOAD: "ok" if has_region else "skip",
+        ST_UNLOAD: "ok" if has_region else "skip",
+        ST_SHRINK: "skip",
+    }
+    exp.update(spec["selftest"])
+    return exp
+
+
+def check_regions(c, regs, want):
+    got = sorted(regs)
+    ok = len(got) == len(want)
+    for (s, e), (size, lo, hi) in zip(got, sorted(want, key=lambda w: w[1])):
+        ok = ok and e - s == size and s >= lo and e <= hi
+    c.check("crash_regions_as_expected", ok, "got %s, want (size, lo, hi) %s" % (
+        [(hex(s), hex(e)) for s, e in got], [(hex(a), hex(b), hex(d)) for a, b, d in want]))
+
+
+def evaluate(name, results, image_size=None):
+    """The checks of scenario NAME, given every scenario's Result."""
+    spec = SCENARIOS[name]
+    res = results[name]
+    c = C.Checker(name, spec["variant"])
+    if not C.check_boot(c, res):
+        return c
+    try:
+        _evaluate(c, name, spec, res, results, image_size)
+    except (KeyError, IndexError, ValueError, TypeError, lab.LabError) as e:
+        c.check("records_complete", False, "evaluation stopped: %s: %s; records: %s"
+                % (type(e).__name__, e, os.path.join(os.path.dirname(res.console), "results.txt")))
+    return c
+
+
+def _evaluate(c, name, spec, res, results, image_size):
+    steps = spec["steps"]
+    C.check_reports(c, res, steps)
+    regs = C.regions(res)
+    total = sum(e - s for s, e in regs)
+    if spec["regions"] is not None:
+        check_regions(c, regs, spec["regions"])
+    if spec["log"]:
+        c.check("kernel_log_says_" + spec["log"].replace(" ", "_")[:40],
+                any(spec["log"] in line for line in C.klog(res)),
+                "no '%s' in the crashkernel log lines: %s" % (spec["log"], C.klog(res)))
+    page = variants.page_size(spec["variant"])
+    shape = spec["shape"]
+    m = res.map("boot")
+    if shape == "control":
+        c.eq("no_crash_region", regs, [])
+        c.check("linear_map_has_blocks", m.get("pud_bytes", 0) + m.get("pmd_bytes", 0) > 0,
+                "pud %s pmd %s" % (m.get("pud_bytes"), m.get("pmd_bytes")))
+    elif shape == "shape" and variants.is_base(spec["variant"]):
+        C.check_base_shape(c, res, lab.parse_size(spec["mem"]), total, page)
+    elif shape in ("shape", "nothing"):
+        ctl = results.get(control_of(name))
+        if c.check("control_available", ctl is not None and ctl.outcome == lab.DONE,
+                   "control boot %s: %s" % (control_of(name), ctl.outcome if ctl else "not run")):
+            if shape == "nothing":
+                c.eq("no_crash_region", regs, [])
+                cm = ctl.map("boot")
+                for key in ("pud_bytes", "pmd_bytes", "pte_bytes", "pte_tables"):
+                    c.check("same_%s_as_control" % key,
+                            m.get(key) is not None and m.get(key) == cm.get(key),
+                            "got %r, control %r" % (m.get(key), cm.get(key)))
+            else:
+                C.check_shape(c, res, ctl, total, page)
+    elif shape == "forced":
+        c.eq("crash_in_block_is_zero", m.get("crash_in_block"), 0)
+        c.eq("crash_unmapped_is_zero", m.get("crash_unmapped"), 0)
+        c.check("everything_page_mapped", m.get("pud_bytes") == 0 and m.get("pmd_bytes") == 0,
+                "pud %s pmd %s" % (m.get("pud_bytes"), m.get("pmd_bytes")))
+    elif shape is not None:
+        raise ValueError("unknown shape %r" % shape)
+    kinds = {s.split(":")[0] for s in steps}
+    if kinds & {"load-c", "load-s"}:
+        if image_size is None:
+            image_size = os.path.getsize(lab.kernel_image(spec["variant"]))
+        C.check_loads(c, res, image_size, spec["invalid_elsewhere"])
+    if "selftest" in kinds:
+        C.check_selftest(c, res, selftest_expect(spec))
+    if "crash" in kinds:
+        C.check_capture(c, res)
+    if "shrink" in kinds:
+        sizes = [int(st.split(":", 1)[1]) for st in steps if st.startswith("shrink:")]
+        C.check_shrink(c, res, sizes[0])

@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""The one place that says what a kernel variant is.
+
+    base        build/linux-base (Debian's source, no patches), config/lab.config
+    series      build/linux (base + patches/), config/lab.config
+    NAME        the series with config/NAME.config on top of lab.config
+    base-NAME   the base with config/NAME.config on top of lab.config
+
+Each is built out of tree in <tree>/_out or <tree>/_out-NAME (inside the
+tree, so that base and series builds see the same relative paths and
+ccache shares every object the series did not touch).
+
+The shell scripts read this through the command line:
+    lab/variants.py list            every variant name, one per line
+    lab/variants.py extra           the NAME variants (config/NAME.config)
+    lab/variants.py shell VARIANT   src=, outdir=, image= and frags=(...)
+                                    assignments for eval
+An unknown variant is a one-line error and exit status 2.
+"""
+
+import os
+import shlex
+import sys
+
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.path.join(TOP, "build")
+CONFIG = os.path.join(TOP, "config")
+BASE_FRAGMENT = os.path.join(CONFIG, "lab.config")
+TREES = {"base": os.path.join(BUILD, "linux-base"), "series": os.path.join(BUILD, "linux")}
+
+
+class UnknownVariant(ValueError):
+    pass
+
+
+def fragments():
+    """The extra config fragments: config/NAME.config other than lab.config."""
+    return sorted(f[:-len(".config")] for f in os.listdir(CONFIG)
+                  if f.endswith(".config") and f != "lab.config")
+
+
+def names():
+    out = ["base", "series"]
+    for f in fragments():
+        out += [f, "base-" + f]
+    return out
+
+
+def describe(name):
+    """dict(tree, outdir, out, image, frags) for variant NAME."""
+    if name in TREES:
+        tree, frag = TREES[name], None
+    elif name.startswith("base-") and name[5:] in fragments():
+        tree, frag = TREES["base"], name[5:]
+    elif name in fragments():
+        tree, frag = TREES["series"], name
+    else:
+        raise UnknownVariant("unknown variant %r (known: %s)" % (name, " ".join(names())))
+    outdir = "_out" if frag is None else "_out-" + frag
+    frags = [BASE_FRAGMENT] + ([os.path.join(CONFIG, frag + ".config")] if frag else [])
+    out = os.path.join(tree, outdir)
+    return dict(tree=tree, outdir=outdir, out=out, frags=frags,
+                image=os.path.join(out, "arch/arm64/boot/Image"))
+
+
+def is_base(name):
+    return describe(name)["tree"] == TREES["base"]
+
+
+def config_value(name, symbol):
+    """SYMBOL's value in VARIANT's merged config fragments (the last one
+    that sets it wins, as in lab/build.sh), or None."""
+    val = None
+    for frag in describe(name)["frags"]:
+        with open(frag) as f:
+            for line in f:
+                line = line.strip()
+                if line.startswith(symbol + "="):
+                    val = line.split("=", 1)[1]
+                elif line == "# %s is not set" % symbol:
+                    val = "n"
+    return val
+
+
+def page_size(name):
+    """The variant's page size, from its config fragments."""
+    for kib in (64, 16, 4):
+        if config_value(name, "CONFIG_ARM64_%dK_PAGES" % kib) == "y":
+            return kib << 10
+    return 4 << 10   # arm64's default
+
+
+def main(argv):
+    if argv[:1] == ["list"] and len(argv) == 1:
+        print("\n".join(names()))
+    elif argv[:1] == ["extra"] and len(argv) == 1:
+        print("\n".join(fragments()))
+    elif argv[:1] == ["shell"] and len(argv) == 2:
+        try:
+            d = describe(argv[1])
+        except UnknownVariant as e:
+            print("error: %s" % e, file=sys.stderr)
+            return 2
+        print("src=%s" % shlex.quote(d["tree"]))
+        print("outdir=%s" % shlex.quote(d["outdir"]))
+        print("image=%s" % shlex.quote(d["image"]))
+        print("frags=(%s)" % " ".join(shlex.quote(f) for f in d["frags"]))
+    else:
+        print("usage: lab/variants.py list | extra | shell VARIANT", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
