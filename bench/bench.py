@@ -139,10 +139,12 @@ def versions():
     ]
 
 
-def table(rows):
+def table(rows, wall=None):
     L = ["## make bench results\n"]
     for k, v in versions():
         L.append("- %s: %s" % (k, v))
+    if wall is not None:
+        L.append("- wall time: %d s for %d guests, kernels already built" % (wall, len(rows)))
     L.append("")
     L.append("### Boot cost to /init (ticks of cntvct_el0, -icount shift=0; crashkernel=%s)\n" % CRASH)
     L.append("| RAM | base, none | base, crashkernel | base cost | series, none | series, crashkernel | series cost |")
@@ -258,6 +260,7 @@ def main():
     a = ap.parse_args()
     os.makedirs(OUT, exist_ok=True)
     jobs = runs()
+    t0 = time.time()
     lab.progress("bench: %d guests, %d at a time, -icount shift=0,sleep=off" % (len(jobs), a.jobs))
     with ThreadPoolExecutor(max_workers=a.jobs) as ex:
         rows = list(ex.map(lambda j: one(j, a.timeout), jobs))
@@ -268,7 +271,7 @@ def main():
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
         w.writerows(rows)
-    md = table(rows)
+    md = table(rows, time.time() - t0)
     with open(os.path.join(OUT, "table.md"), "w") as f:
         f.write(md)
     print(md)

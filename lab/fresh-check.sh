@@ -250,9 +250,13 @@ ksrc=$(chroot "$ROOT" dpkg-query -W -f='${Version}' linux-source-6.1 2>/dev/null
 	echo "du_root=${du_root:-?}"
 	echo "du_lab_build=${du_build:-none}"
 	echo "linux_source_6_1=${ksrc:-not installed}"
-	echo "log=$LOG"
+	echo "log=build/logs/$(basename "$LOG")"
+	echo "host=$(uname -m), $(nproc) CPUs"
 } >"$RESULT"
 reported=1
+# A passing run is the figure the README quotes: keep it with the other
+# committed results.
+[ "$result" != pass ] || cp "$RESULT" "$TOP/bench/results/fresh-check.txt"
 echo "== fresh-check (result: $RESULT)"
 sed 's/=/: /' "$RESULT"
 
