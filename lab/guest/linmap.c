@@ -18,11 +18,17 @@
  *   pte_outside_crash     page entries outside the crash regions
  *   pte_tables            PTE tables (spans of page_size * page_size / 8)
  *                         holding page-level lines, holes included
+ *   pte_spans_avoidable   spans, a count, holding page entries although
+ *                         they could be one block: inside one top-level
+ *                         System RAM range, clear of the crash regions
+ *                         and of the nested "Kernel ..." entries
  *   tlb_entries           translations the valid entries need in a TLB:
  *                         one per entry, one per contiguous group
  *   linear_bytes          valid entries
- *   crash_bytes, crash_in_block, crash_unmapped, invalid_crash,
+ *   crash_bytes, crash_in_block, crash_unmapped, crash_cont,
+ *   invalid_crash,
  *   invalid_outside       as in linear_map.h
+ *   page_size             the page size used, in bytes
  *   crash_regions         how many; then phys_offset=0x... and one
  *                         crash_region=0xSTART-0xEND (END exclusive) each
  *
@@ -132,13 +138,16 @@ int main(int argc, char **argv)
 	printf("pte_cont_bytes=%llu\n", x.pte_cont_bytes);
 	printf("pte_outside_crash=%llu\n", f.pte_outside_crash);
 	printf("pte_tables=%llu\n", f.pte_tables);
+	printf("pte_spans_avoidable=%llu\n", f.pte_spans_avoidable);
 	printf("tlb_entries=%llu\n", x.tlb_entries);
 	printf("linear_bytes=%llu\n", x.linear_bytes);
 	printf("crash_bytes=%llu\n", f.crash_bytes);
 	printf("crash_in_block=%llu\n", f.crash_in_block);
 	printf("crash_unmapped=%llu\n", f.crash_unmapped);
+	printf("crash_cont=%llu\n", f.crash_cont);
 	printf("invalid_crash=%llu\n", f.invalid_crash);
 	printf("invalid_outside=%llu\n", f.invalid_outside);
+	printf("page_size=%ld\n", x.page_size);
 	printf("crash_regions=%u\n", io.nr_crash);
 	printf("phys_offset=0x%llx\n", f.phys_offset);
 	for (i = 0; i < io.nr_crash; i++)

@@ -9,13 +9,14 @@
 #
 # Builds, with the host gcc:
 #  - linmap from lab/guest/linmap.c and the tree's linear_map.c, and checks
-#    it against every data/NAME.ptdump + NAME.iomem + NAME.expect triple
-#    (4K samples: --page-size 4096): each "key=value" line of NAME.expect
-#    must appear exactly as a line of linmap's output; lines starting with
-#    '#' and empty lines are comments;
-#  - the kselftest (crash_linear_map.c + linear_map.c) with -Wall -Werror,
-#    to be sure it compiles cleanly.  It reads the live files only, so it is
-#    not run here.
+#    it against every data/NAME.ptdump + NAME.iomem + NAME.expect triple:
+#    each "key=value" line of NAME.expect must appear exactly as a line of
+#    linmap's output; lines starting with '#' and empty lines are comments.
+#    The sample is read with the page size of its page_size= line, 4096
+#    without one;
+#  - the kselftest (crash_linear_map.c + linear_map.c) with -Wall -Wextra
+#    -Werror, to be sure it compiles cleanly.  It reads the live files only,
+#    so it is not run here.
 # Inputs linmap cannot use must give one "error=" line and exit status 2.
 # Prints TAP and exits non-zero if any check fails.
 
@@ -51,11 +52,11 @@ check() {
 	if "$@"; then ok "$desc"; else not_ok "$desc"; fi
 }
 
-# compile DESC OUTPUT SOURCES...: host build with -Wall -Werror
+# compile DESC OUTPUT SOURCES...: host build with -Wall -Wextra -Werror
 compile() {
 	local desc=$1 out=$2
 	shift 2
-	if gcc -Wall -Werror -O2 -I"$kdir" -I"$tree/tools/testing/selftests" \
+	if gcc -Wall -Wextra -Werror -O2 -I"$kdir" -I"$tree/tools/testing/selftests" \
 		-o "$out" "$@" 2> "$tmp/cc.log"; then
 		ok "$desc"
 		return 0
@@ -119,7 +120,8 @@ for ptdump in "$data"/*.ptdump; do
 	fi
 
 	report=$tmp/$name.report
-	"$prog" --ptdump "$ptdump" --iomem "$iomem" --page-size 4096 \
+	psize=$(sed -n 's/^page_size=//p' "$expect")
+	"$prog" --ptdump "$ptdump" --iomem "$iomem" --page-size "${psize:-4096}" \
 		> "$report" 2>&1
 	rc=$?
 	if [ $rc -ne 0 ]; then
