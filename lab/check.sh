@@ -31,7 +31,11 @@ for c in $(git rev-list --reverse base..HEAD); do
 	git -C "$bis" checkout -q --detach "$c"
 	progress "check: building after '$subj'"
 	mkdir -p "$bis/_out"
-	[ -f "$bis/_out/.config" ] || cp "$KTREE/_out/.config" "$bis/_out/.config"
+	if [ ! -f "$bis/_out/.config" ]; then
+		vars=$(python3 "$TOP/lab/variants.py" shell series) || exit 1
+		eval "$vars"   # the series' own config: $src/$outdir/.config
+		cp "$src/$outdir/.config" "$bis/_out/.config"
+	fi
 	if ! make -C "$bis" O=_out ARCH=arm64 CROSS_COMPILE="$CROSS" \
 		CC="ccache ${CROSS}gcc" -j"$(nproc)" olddefconfig Image \
 		>"$blog" 2>&1; then
