@@ -37,13 +37,15 @@ run: guest
 unit: tree
 	@python3 tests/run_tests.py --unit-only
 
+# The extra kernel variants (config/NAME.config) the scenarios boot.
 test: guest
+	@for v in $$(python3 tests/run_tests.py --print-variants); do \
+		lab/build.sh $$v && lab/guest.sh $$v || exit 1; done
 	@python3 tests/run_tests.py
 
-EXTRA_VARIANTS = $(shell python3 lab/variants.py extra)
-
 test-full: guest
-	@for v in $(EXTRA_VARIANTS); do lab/build.sh $$v && lab/guest.sh $$v || exit 1; done
+	@for v in $$(python3 tests/run_tests.py --print-variants --full); do \
+		lab/build.sh $$v && lab/guest.sh $$v || exit 1; done
 	@python3 tests/run_tests.py --full
 
 bench: guest

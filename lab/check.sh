@@ -1,7 +1,8 @@
 #!/bin/bash
 # make check: every patch passes checkpatch.pl --strict, and the tree
 # builds (and so boots the same Image the lab tests) after every patch in
-# turn.  The per-patch builds use a worktree of their own, build/linux-bisect.
+# turn; it also builds, with -Werror, with each config/build/*.config.
+# The per-patch builds use a worktree of their own, build/linux-bisect.
 . "$(dirname "$0")/lib.sh"
 need_cmd git perl
 
@@ -44,6 +45,29 @@ for c in $(git rev-list --reverse base..HEAD); do
 		continue
 	fi
 	echo "ok - builds: $subj"
+	# The build-only variants (config/build/NAME.config on top of
+	# lab.config), with -Werror: every patch must build with them too.
+	for frag in "$TOP"/config/build/*.config; do
+		[ -e "$frag" ] || continue
+		name=$(basename "$frag" .config)
+		bout=$bis/_out-$name
+		if [ ! -f "$bout/.config" ]; then
+			mkdir -p "$bout"
+			cat "$TOP/config/lab.config" "$frag" >"$bout/.lab-fragment"
+			make -C "$bis" O="_out-$name" ARCH=arm64 CROSS_COMPILE="$CROSS" \
+				KCONFIG_ALLCONFIG="$bout/.lab-fragment" allnoconfig \
+				>"$LOGS/check-config-$name.log" 2>&1 ||
+				die "allnoconfig for config/build/$name.config failed; log: $LOGS/check-config-$name.log"
+		fi
+		if make -C "$bis" O="_out-$name" ARCH=arm64 CROSS_COMPILE="$CROSS" \
+			CC="ccache ${CROSS}gcc" KCFLAGS=-Werror -j"$(nproc)" olddefconfig Image \
+			>"$LOGS/check-build-$n-$name.log" 2>&1; then
+			echo "ok - builds ($name, -Werror): $subj"
+		else
+			echo "not ok - builds ($name, -Werror): $subj (log: $LOGS/check-build-$n-$name.log)"
+			fail=1
+		fi
+	done
 	# ... and boots: crashkernel=512M, kexec -p, crash, capture (the
 	# capture kernel is the series' one, from the series initramfs).
 	# The verdict is the one make test uses: checks.check_boot() and

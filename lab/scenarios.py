@@ -185,6 +185,24 @@ SCENARIOS = {
     "nodma-high-low": sc("nodma", cmdline="crashkernel=1G,high crashkernel=128M,low",
                          steps=["load-c", "unload"], shape="shape",
                          regions=[(GIB, G4, TOP48)], control="control-nodma"),
+    # 4K pages, 39-bit VA (variant "g4k39"): the PUD is folded into the
+    # PGD, so the slot rebuilt for a late region is a PGD entry.
+    "control-g4k39": sc("g4k39", steps=["selftest"], shape="control"),
+    "plain-512M-g4k39": sc("g4k39", cmdline="crashkernel=512M", steps=LOAD_UNLOAD,
+                           shape="shape", regions=[(512 * MIB, 0, G4)],
+                           control="control-g4k39",
+                           log="reserved after paging_init, below the DMA limit"),
+    "high-low-g4k39": sc("g4k39", cmdline="crashkernel=1G,high crashkernel=128M,low",
+                         steps=["load-c", "unload", "selftest", "load-s", "crash"],
+                         shape="shape", regions=[(128 * MIB, 0, G4), (GIB, G4, TOP48)],
+                         control="control-g4k39"),
+    "fixed-256M-g4k39": sc("g4k39", cmdline="crashkernel=256M@0x60000000",
+                           steps=["load-s", "unload", "load-c", "crash"], shape="shape",
+                           regions=[(256 * MIB, 0x60000000, 0x70000000)],
+                           control="control-g4k39"),
+    "crash-plain-g4k39": sc("g4k39", cmdline="crashkernel=512M", steps=["load-c", "crash"],
+                            shape="shape", regions=[(512 * MIB, 0, G4)],
+                            control="control-g4k39"),
     # The unpatched kernel: it page-maps all of RAM (and its kselftest
     # says so), which is what the series removes.
     "base-plain-512M": sc("base", cmdline="crashkernel=512M",
@@ -196,6 +214,13 @@ SCENARIOS = {
 FULL_ONLY = {"cycles-20", "plain-512M-16G", "control-16G", "scale-64G", "control-64G",
              "control-kfence", "kfence-early-pool", "kfence-late-pool",
              "control-nodma", "nodma-plain-512M", "nodma-high-low"}
+
+
+def variants_used(full=False):
+    """The kernel variants the scenarios of make test (FULL: test-full) boot,
+    other than base and series, which every run builds."""
+    return sorted({s["variant"] for n, s in SCENARIOS.items()
+                   if full or n not in FULL_ONLY} - {"base", "series"})
 
 
 def control_of(name):

@@ -76,7 +76,12 @@ def main():
     ap.add_argument("--unit-only", action="store_true", help="only the host-side unit tests")
     ap.add_argument("--no-unit", action="store_true", help="skip the host-side unit tests")
     ap.add_argument("--full", action="store_true", help="also the slow and large scenarios")
+    ap.add_argument("--print-variants", action="store_true",
+                    help="print the extra kernel variants the scenarios need, and exit")
     args = ap.parse_args()
+    if args.print_variants:
+        print(" ".join(SC.variants_used(args.full)))
+        return 0
     names = [] if args.unit_only else (args.names or [
         n for n in SC.SCENARIOS if args.full or n not in SC.FULL_ONLY])
     for n in names:
