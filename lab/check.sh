@@ -50,15 +50,7 @@ for c in $(git rev-list --reverse base..HEAD); do
 	for frag in "$TOP"/config/build/*.config; do
 		[ -e "$frag" ] || continue
 		name=$(basename "$frag" .config)
-		bout=$bis/_out-$name
-		if [ ! -f "$bout/.config" ]; then
-			mkdir -p "$bout"
-			cat "$TOP/config/lab.config" "$frag" >"$bout/.lab-fragment"
-			make -C "$bis" O="_out-$name" ARCH=arm64 CROSS_COMPILE="$CROSS" \
-				KCONFIG_ALLCONFIG="$bout/.lab-fragment" allnoconfig \
-				>"$LOGS/check-config-$name.log" 2>&1 ||
-				die "allnoconfig for config/build/$name.config failed; log: $LOGS/check-config-$name.log"
-		fi
+		configure "$bis" "_out-$name" "check-$name" "$TOP/config/lab.config" "$frag"
 		if make -C "$bis" O="_out-$name" ARCH=arm64 CROSS_COMPILE="$CROSS" \
 			CC="ccache ${CROSS}gcc" KCFLAGS=-Werror -j"$(nproc)" olddefconfig Image \
 			>"$LOGS/check-build-$n-$name.log" 2>&1; then

@@ -94,14 +94,19 @@ def check_reports(c, res, steps):
         c.eq("every_step_reported", ran, want)
 
 
+def check_crash_page_mapped(c, m):
+    """Every crash-region byte is mapped, and at page level (figures M)."""
+    c.eq("crash_in_block_is_zero", m.get("crash_in_block"), 0)
+    c.eq("crash_unmapped_is_zero", m.get("crash_unmapped"), 0)
+
+
 def check_shape(c, res, control, crash_total, page_size):
     """The linear map after boot against the control boot: the crash
     regions wholly page-mapped, and outside them the same pages as the
     control, with at most crash/span + 2 more PTE tables."""
     m = res.map("boot")
     cm = control.map("boot")
-    c.eq("crash_in_block_is_zero", m.get("crash_in_block"), 0)
-    c.eq("crash_unmapped_is_zero", m.get("crash_unmapped"), 0)
+    check_crash_page_mapped(c, m)
     c.check("pte_outside_crash_equals_control",
             m.get("pte_outside_crash") is not None
             and m.get("pte_outside_crash") == cm.get("pte_outside_crash"),
@@ -129,8 +134,7 @@ def check_base_shape(c, res, ram, crash_total, page_size):
     want = floor // pte_table_span(page_size)
     c.check("base_pte_tables_cover_ram", tables is not None and tables >= want,
             "pte_tables %r, want >= %d" % (tables, want))
-    c.eq("crash_in_block_is_zero", m.get("crash_in_block"), 0)
-    c.eq("crash_unmapped_is_zero", m.get("crash_unmapped"), 0)
+    check_crash_page_mapped(c, m)
 
 
 def check_loads(c, res, image_size, invalid_elsewhere=False):
