@@ -15,7 +15,7 @@ CMDLINE ?= rodata=on crashkernel=512M
 export LAB_T0 := $(shell date +%s)
 export _lab_t0 := $(LAB_T0)
 
-.PHONY: run test test-full unit bench deps tree build guest patches check fresh-check clean
+.PHONY: run test test-full unit bench deps tree build guest patches check matrix fresh-check clean
 
 deps:
 	@lab/deps.sh
@@ -56,6 +56,11 @@ patches:
 
 check: guest
 	@lab/check.sh
+
+# Every patch on every configuration (page and VA sizes, MTE, no kexec,
+# no DMA zones, defconfig): a table, configuration by patch.
+matrix: tree
+	@lab/matrix.sh
 
 fresh-check:
 	@lab/fresh-check.sh

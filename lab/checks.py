@@ -43,6 +43,15 @@ def pte_table_span(page_size):
     return page_size * (page_size // 8)
 
 
+def regions_of(values):
+    """[(start, end)] from linmap's 0xSTART-0xEND values."""
+    out = []
+    for v in values:
+        s, e = v.split("-")
+        out.append((int(s, 16), int(e, 16)))
+    return out
+
+
 def regions(res, step="boot", nth=0):
     """Crash regions [(start, end)] from the guest's /proc/iomem records."""
     groups = res.steps(step)
@@ -94,23 +103,57 @@ def check_reports(c, res, steps):
         c.eq("every_step_reported", ran, want)
 
 
-def check_crash_page_mapped(c, m):
-    """Every crash-region byte is mapped, and at page level (figures M)."""
-    c.eq("crash_in_block_is_zero", m.get("crash_in_block"), 0)
-    c.eq("crash_unmapped_is_zero", m.get("crash_unmapped"), 0)
+def check_crash_page_mapped(c, m, sfx=""):
+    """Every byte of the main crash region is mapped, at page level, and
+    with the memory type of the linear map around it (figures M)."""
+    c.eq("crash_in_block_is_zero" + sfx, m.get("crash_in_block"), 0)
+    c.eq("crash_unmapped_is_zero" + sfx, m.get("crash_unmapped"), 0)
+    check_memtype(c, m, sfx)
+
+
+def check_memtype(c, m, sfx=""):
+    """The main crash region has the memory type of its neighbours in the
+    linear map (MEM/NORMAL-TAGGED with MTE), and they agree."""
+    c.eq("crash_memtype_as_around" + sfx, m.get("crash_memtype_other"), 0)
+    below, above = m.get("memtype_below"), m.get("memtype_above")
+    c.check("memtype_same_on_both_sides" + sfx,
+            below is not None and (below == above or "-" in (below, above)),
+            "below %r, above %r" % (below, above))
+
+
+def hull_extra(region, page_size):
+    """Bytes that the PMD blocks touched by REGION (start, end) hold besides
+    it: they cannot stay blocks, so they are pages too.  Zero with 4K
+    pages, where regions are 2 MiB aligned."""
+    blk = pte_table_span(page_size)
+    s, e = region
+    return (-(-e // blk) * blk - s // blk * blk) - (e - s)
 
 
 def check_shape(c, res, control, crash_total, page_size):
-    """The linear map after boot against the control boot: the crash
-    regions wholly page-mapped, and outside them the same pages as the
-    control, with at most crash/span + 2 more PTE tables."""
+    """The linear map after boot against the control boot: the main crash
+    region wholly page-mapped; outside it the same pages as the control
+    plus, with 16K and 64K pages, at most the rest of the PMD blocks the
+    region touches (its block hull); no more spans of pages that could be
+    blocks than the control; at most crash/span + 2 more PTE tables.  A
+    low region is ordinary memory here: it keeps its blocks."""
     m = res.map("boot")
     cm = control.map("boot")
     check_crash_page_mapped(c, m)
-    c.check("pte_outside_crash_equals_control",
-            m.get("pte_outside_crash") is not None
-            and m.get("pte_outside_crash") == cm.get("pte_outside_crash"),
-            "got %r, control %r" % (m.get("pte_outside_crash"), cm.get("pte_outside_crash")))
+    got, ctl = m.get("pte_outside_crash"), cm.get("pte_outside_crash")
+    mains = regions_of(m.get("crash_region", []))
+    extra = sum(hull_extra(r, page_size) for r in mains)
+    if extra == 0:
+        c.check("pte_outside_crash_equals_control", got is not None and got == ctl,
+                "got %r, control %r" % (got, ctl))
+    else:
+        c.check("pte_outside_crash_within_block_hull",
+                got is not None and ctl is not None and ctl <= got <= ctl + extra,
+                "got %r, control %r, block hull adds up to %d" % (got, ctl, extra))
+    c.check("pte_spans_avoidable_as_control",
+            m.get("pte_spans_avoidable") is not None
+            and m.get("pte_spans_avoidable") == cm.get("pte_spans_avoidable"),
+            "got %r, control %r" % (m.get("pte_spans_avoidable"), cm.get("pte_spans_avoidable")))
     span = pte_table_span(page_size)
     if cm.get("pte_tables") is None or m.get("pte_tables") is None:
         c.check("pte_tables_bounded", False, "pte_tables missing: got %r, control %r"
@@ -264,5 +307,4 @@ def check_shrink(c, res, delta):
     c.check("memfree_grew_by_delta", abs(grown - delta) <= 4 * MIB,
             "MemFree grew by %d bytes, shrunk by %d" % (grown, delta))
     m = lab.map_figures(sh)
-    c.eq("crash_in_block_after_shrink", m.get("crash_in_block"), 0)
-    c.eq("crash_unmapped_after_shrink", m.get("crash_unmapped"), 0)
+    check_crash_page_mapped(c, m, "_after_shrink")

@@ -131,10 +131,12 @@ class Result:
 def map_figures(group):
     """{name: int or str} from one step's 'map.' records."""
     out = {}
-    for kv in group.get("map.crash_region", []):
-        out.setdefault("crash_region", []).append(kv)
+    lists = ("map.crash_region", "map.crash_low_region")
+    for k in lists:
+        for kv in group.get(k, []):
+            out.setdefault(k[4:], []).append(kv)
     for k, v in group.items():
-        if k.startswith("map.") and k != "map.crash_region":
+        if k.startswith("map.") and k not in lists:
             out[k[4:]] = int(v[-1], 0) if re.fullmatch(r"-?(0x)?[0-9a-f]+", v[-1]) else v[-1]
     return out
 
@@ -244,8 +246,10 @@ def qemu_command(variant, mem, cmdline, rundir, firmware="dt", icount=False,
                  smp=2, dtb=None, kernel=None):
     """The full QEMU command line of one guest.  Every device is declared:
     the PL011 console (into console.log) and the virtio-serial port that
-    carries the results (into results.txt)."""
-    cmd = qemu_base(mem) + [
+    carries the results (into results.txt).  A variant built with MTE
+    gets a machine with MTE (tag storage), as MTE hardware would."""
+    mte = variants.config_value(variant, "CONFIG_ARM64_MTE") == "y"
+    cmd = qemu_base(mem, ",mte=on" if mte else "") + [
         "-smp", str(smp),
         # Guest RAM is not reserved on the host: large guests fit.
         "-object", "memory-backend-ram,id=ram,size=%s,reserve=off" % mem,

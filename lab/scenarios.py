@@ -28,6 +28,7 @@ LOAD_UNLOAD = ["load-c", "unload", "load-s", "unload", "selftest"]
 
 # The kselftest's tests (tools/testing/selftests/arm64/kdump).
 ST_MAPPED = "crash_regions_page_mapped"
+ST_MEMTYPE = "crash_memory_type_as_around"
 ST_LIMIT = "pte_outside_crash_within_limit"
 ST_LOAD = "protect_after_load"
 ST_UNLOAD = "unprotect_after_unload"
@@ -59,7 +60,7 @@ SCENARIOS = {
     # Every crashkernel= form: reservation, shape, protection.
     "plain-512M": sc(cmdline="crashkernel=512M", steps=LOAD_UNLOAD, shape="shape",
                      regions=[(512 * MIB, 0, G4)],
-                     log="reserved after paging_init, below the DMA limit"),
+                     log="after paging_init, rebuilding"),
     "plain-512M-16G": sc(mem="16G", cmdline="crashkernel=512M", steps=["load-c", "unload"],
                          shape="shape", regions=[(512 * MIB, 0, G4)], control="control-16G"),
     "high-1G": sc(cmdline="crashkernel=1G,high", steps=LOAD_UNLOAD, shape="shape",
@@ -67,7 +68,8 @@ SCENARIOS = {
                   log="reserved before paging_init (crashkernel=,high)"),
     "high-1G-low-128M": sc(cmdline="crashkernel=1G,high crashkernel=128M,low",
                            steps=LOAD_UNLOAD, shape="shape",
-                           regions=[(128 * MIB, 0, G4), (GIB, G4, TOP48)], log="low 0x"),
+                           regions=[(128 * MIB, 0, G4), (GIB, G4, TOP48)],
+                           log="crashkernel low memory reserved"),
     "fixed-256M@0x60000000": sc(cmdline="crashkernel=256M@0x60000000", steps=LOAD_UNLOAD,
                                 shape="shape", regions=[(256 * MIB, 0x60000000, 0x70000000)],
                                 log="reserved before paging_init (fixed base)"),
@@ -142,7 +144,7 @@ SCENARIOS = {
     "plain-256M-dma31": sc(dma_bits=31, cmdline="crashkernel=256M",
                            steps=["load-c", "unload", "load-s", "crash"], shape="shape",
                            regions=[(256 * MIB, 0, 0x80000000)], control="control-dma31",
-                           log="below the DMA limit 0x80000000"),
+                           log="after paging_init, rebuilding"),
     "high-low-dma31": sc(dma_bits=31, cmdline="crashkernel=1G,high crashkernel=128M,low",
                          steps=["load-c", "unload"], shape="shape",
                          regions=[(128 * MIB, 0, 0x80000000), (GIB, G4, TOP48)],
@@ -203,7 +205,7 @@ def geometry(v):
         ctl: sc(v, steps=["selftest"], shape="control"),
         "plain-512M-" + v: sc(v, cmdline="crashkernel=512M", steps=LOAD_UNLOAD,
                               shape="shape", regions=[(512 * MIB, 0, G4)], control=ctl,
-                              log="reserved after paging_init, below the DMA limit"),
+                              log="after paging_init, rebuilding"),
         "high-low-" + v: sc(v, cmdline="crashkernel=1G,high crashkernel=128M,low",
                             steps=["load-c", "unload", "selftest", "load-s", "crash"],
                             shape="shape", regions=[(128 * MIB, 0, G4), (GIB, G4, TOP48)],
@@ -213,6 +215,9 @@ def geometry(v):
                               regions=[(256 * MIB, 0x60000000, 0x70000000)], control=ctl),
         "crash-plain-" + v: sc(v, cmdline="crashkernel=512M", steps=["load-c", "crash"],
                                shape="shape", regions=[(512 * MIB, 0, G4)], control=ctl),
+        "shrink-then-crash-" + v: sc(v, cmdline="crashkernel=512M",
+                                     steps=["shrink:67108864", "load-c", "crash"],
+                                     regions=[(512 * MIB, 0, G4)]),
     }
 
 
@@ -224,6 +229,16 @@ SCENARIOS.update(geometry("g4k39"))
 FULL_ONLY = {"cycles-20", "plain-512M-16G", "control-16G", "scale-64G", "control-64G",
              "control-kfence", "kfence-early-pool", "kfence-late-pool",
              "control-nodma", "nodma-plain-512M", "nodma-high-low"}
+
+# More geometries, and MTE (variant "mte", booted with -M virt,mte=on),
+# in "make test-full": 16K pages with 47-bit VA (folded PUD, 32 MiB
+# blocks) and 64K pages with 48-bit VA (folded PUD, 512 MiB blocks: the
+# fixed-base region takes the rest of its block to pages, the block hull
+# that check_shape allows).
+for _v in ("g16k47", "g64k48", "mte"):
+    _g = geometry(_v)
+    SCENARIOS.update(_g)
+    FULL_ONLY |= set(_g)
 
 
 def variants_used(full=False):
@@ -252,6 +267,7 @@ def selftest_expect(spec):
     forced = spec["shape"] == "forced" or "kfence.sample_interval=0" in spec["cmdline"]
     exp = {
         ST_MAPPED: "ok" if has_region else "skip",
+        ST_MEMTYPE: "ok" if has_region else "skip",
         ST_LIMIT: "skip" if forced or not has_region else "ok",
         ST_LOAD: "ok" if has_region else "skip",
         ST_UNLOAD: "ok" if has_region else "skip",

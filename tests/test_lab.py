@@ -240,11 +240,54 @@ class RecordedCrashRun(unittest.TestCase):
         self.assertEqual(failed(C.check_shape, bad, self.r, 512 << 20, 4096),
                          ["pte_tables_bounded"])
 
+    def test_memory_type_differs_from_around(self):
+        """An early region mapped MEM/NORMAL inside a NORMAL-TAGGED linear
+        map (the MTE finding) fails, after boot and after a shrink."""
+        bad = doctored(self.r, setval("boot", "map.crash_memtype_other", str(512 << 20)))
+        self.assertEqual(failed(C.check_shape, bad, self.r, 512 << 20, 4096),
+                         ["crash_memtype_as_around"])
+        bad = doctored(self.r, setval("boot", "map.memtype_above", "MEM/NORMAL"))
+        self.assertEqual(failed(C.check_shape, bad, self.r, 512 << 20, 4096),
+                         ["memtype_same_on_both_sides"])
+
+    def test_block_hull(self):
+        """With 64K pages an unaligned region may take the rest of its 512M
+        blocks to pages, and no more; with 4K pages nothing."""
+        self.assertEqual(C.hull_extra((0x60000000, 0x70000000), 65536), 256 << 20)
+        self.assertEqual(C.hull_extra((0xe0000000, 0x100000000), 65536), 0)
+        self.assertEqual(C.hull_extra((0x60000000, 0x70000000), 4096), 0)
+        self.assertEqual(C.hull_extra((0x61000000, 0x71000000), 16384), 0)
+        self.assertEqual(C.hull_extra((0x60200000, 0x70200000), 16384), 30 << 20)
+
+        def at(region, pte):
+            def fn(x):
+                if x.step == "boot" and x.key == "map.crash_region":
+                    x.value = region
+                if x.step == "boot" and x.key == "map.pte_outside_crash":
+                    x.value = str(pte)
+                return x
+            return doctored(self.r, fn)
+        ctl = self.r.map("boot")["pte_outside_crash"]
+        hull = at("0x60000000-0x70000000", ctl + (256 << 20))
+        self.assertEqual(failed(C.check_shape, hull, self.r, 256 << 20, 65536), [])
+        beyond = at("0x60000000-0x70000000", ctl + (256 << 20) + 65536)
+        self.assertEqual(failed(C.check_shape, beyond, self.r, 256 << 20, 65536),
+                         ["pte_outside_crash_within_block_hull"])
+        self.assertEqual(failed(C.check_shape, hull, self.r, 256 << 20, 4096),
+                         ["pte_outside_crash_equals_control"])
+
+    def test_avoidable_spans_as_control(self):
+        bad = doctored(self.r, setval("boot", "map.pte_spans_avoidable", "64"))
+        self.assertEqual(failed(C.check_shape, bad, self.r, 512 << 20, 4096),
+                         ["pte_spans_avoidable_as_control"])
+
     def test_missing_figures_fail(self):
         bad = doctored(self.r, lambda x: None if x.key.startswith("map.") else x)
         self.assertEqual(failed(C.check_shape, bad, self.r, 512 << 20, 4096),
                          ["crash_in_block_is_zero", "crash_unmapped_is_zero",
-                          "pte_outside_crash_equals_control", "pte_tables_bounded"])
+                          "crash_memtype_as_around", "memtype_same_on_both_sides",
+                          "pte_outside_crash_equals_control", "pte_spans_avoidable_as_control",
+                          "pte_tables_bounded"])
         self.assertIn("segments_invalid_after_load-c", self.evaluate(bad))
 
     def test_pte_table_span_follows_the_page_size(self):
@@ -294,13 +337,14 @@ class RecordedCrashRun(unittest.TestCase):
         self.assertIn("guest_finished", self.evaluate(bad))
 
 
-TAP_OK = ["TAP version 13", "1..5",
+TAP_OK = ["TAP version 13", "1..6",
           "ok 1 crash_regions_page_mapped",
-          "ok 2 pte_outside_crash_within_limit",
-          "ok 3 protect_after_load",
-          "ok 4 unprotect_after_unload",
-          "ok 5 # SKIP shrink_returns_memory: set KDUMP_SHRINK=1 to run",
-          "# Totals: pass:4 fail:0 xfail:0 xpass:0 skip:1 error:0"]
+          "ok 2 crash_memory_type_as_around",
+          "ok 3 pte_outside_crash_within_limit",
+          "ok 4 protect_after_load",
+          "ok 5 unprotect_after_unload",
+          "ok 6 # SKIP shrink_returns_memory: set KDUMP_SHRINK=1 to run",
+          "# Totals: pass:5 fail:0 xfail:0 xpass:0 skip:1 error:0"]
 
 
 def selftest_result(tap, rc="0"):
@@ -317,12 +361,12 @@ class Selftest(unittest.TestCase):
         self.assertEqual(failed(C.check_selftest, selftest_result(TAP_OK), self.expect), [])
 
     def test_unexpected_skip_fails(self):
-        tap = [t.replace("ok 2 pte", "ok 2 # SKIP pte") for t in TAP_OK]
+        tap = [t.replace("ok 3 pte", "ok 3 # SKIP pte") for t in TAP_OK]
         self.assertEqual(failed(C.check_selftest, selftest_result(tap), self.expect),
                          ["selftest_pte_outside_crash_within_limit_ok"])
 
     def test_crash_midway_fails(self):
-        self.assertEqual(failed(C.check_selftest, selftest_result(TAP_OK[:4], "139"), self.expect),
+        self.assertEqual(failed(C.check_selftest, selftest_result(TAP_OK[:5], "139"), self.expect),
                          ["selftest_plan_matches_results", "selftest_exit_status",
                           "selftest_protect_after_load_ok",
                           "selftest_shrink_returns_memory_skip",
@@ -338,7 +382,7 @@ class Selftest(unittest.TestCase):
         self.assertEqual(failed(C.check_selftest, r, self.expect), ["selftest_ran"])
 
     def test_unexpected_test_fails(self):
-        tap = TAP_OK[:1] + ["1..6"] + TAP_OK[2:7] + ["ok 6 something_new"]
+        tap = TAP_OK[:1] + ["1..7"] + TAP_OK[2:8] + ["ok 7 something_new"]
         self.assertEqual(failed(C.check_selftest, selftest_result(tap), self.expect),
                          ["selftest_no_unexpected_tests"])
 

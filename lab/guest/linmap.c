@@ -26,11 +26,17 @@
  *                         one per entry, one per contiguous group
  *   linear_bytes          valid entries
  *   crash_bytes, crash_in_block, crash_unmapped, crash_cont,
- *   invalid_crash,
- *   invalid_outside       as in linear_map.h
+ *   invalid_crash, invalid_outside,
+ *   crash_memtype_other   as in linear_map.h: all about the main crash
+ *                         region (the highest "Crash kernel"); a low
+ *                         region counts as ordinary memory
+ *   memtype_below, memtype_above
+ *                         memory type next to the main region, or "-"
  *   page_size             the page size used, in bytes
- *   crash_regions         how many; then phys_offset=0x... and one
- *                         crash_region=0xSTART-0xEND (END exclusive) each
+ *   crash_regions         how many main regions (0 or 1); then
+ *                         phys_offset=0x..., one crash_region=0xSTART-0xEND
+ *                         (END exclusive) each, and one
+ *                         crash_low_region=0xSTART-0xEND per low region
  *
  * ptdump names the level of a line, not the size of its entries.  A PTE
  * entry is a page.  A PMD leaf is a level-2 block, one PTE table's span.
@@ -147,11 +153,17 @@ int main(int argc, char **argv)
 	printf("crash_cont=%llu\n", f.crash_cont);
 	printf("invalid_crash=%llu\n", f.invalid_crash);
 	printf("invalid_outside=%llu\n", f.invalid_outside);
+	printf("crash_memtype_other=%llu\n", f.crash_memtype_other);
+	printf("memtype_below=%s\n", f.memtype_below[0] ? f.memtype_below : "-");
+	printf("memtype_above=%s\n", f.memtype_above[0] ? f.memtype_above : "-");
 	printf("page_size=%ld\n", x.page_size);
 	printf("crash_regions=%u\n", io.nr_crash);
 	printf("phys_offset=0x%llx\n", f.phys_offset);
 	for (i = 0; i < io.nr_crash; i++)
 		printf("crash_region=0x%llx-0x%llx\n", io.crash[i].start,
 		       io.crash[i].end);
+	for (i = 0; i < io.nr_low; i++)
+		printf("crash_low_region=0x%llx-0x%llx\n", io.low[i].start,
+		       io.low[i].end);
 	return 0;
 }
