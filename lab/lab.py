@@ -248,7 +248,10 @@ def qemu_command(variant, mem, cmdline, rundir, firmware="dt", icount=False,
     the PL011 console (into console.log) and the virtio-serial port that
     carries the results (into results.txt).  A variant built with MTE
     gets a machine with MTE (tag storage), as MTE hardware would."""
-    mte = variants.config_value(variant, "CONFIG_ARM64_MTE") == "y"
+    try:
+        mte = variants.config_value(variant, "CONFIG_ARM64_MTE") == "y"
+    except variants.UnknownVariant as e:
+        raise LabError(str(e))
     cmd = qemu_base(mem, ",mte=on" if mte else "") + [
         "-smp", str(smp),
         # Guest RAM is not reserved on the host: large guests fit.

@@ -256,8 +256,8 @@ class RecordedCrashRun(unittest.TestCase):
         self.assertEqual(C.hull_extra((0x60000000, 0x70000000), 65536), 256 << 20)
         self.assertEqual(C.hull_extra((0xe0000000, 0x100000000), 65536), 0)
         self.assertEqual(C.hull_extra((0x60000000, 0x70000000), 4096), 0)
-        self.assertEqual(C.hull_extra((0x61000000, 0x71000000), 16384), 0)
-        self.assertEqual(C.hull_extra((0x60200000, 0x70200000), 16384), 30 << 20)
+        self.assertEqual(C.hull_extra((0x62000000, 0x72000000), 16384), 0)
+        self.assertEqual(C.hull_extra((0x60200000, 0x70200000), 16384), 32 << 20)
 
         def at(region, pte):
             def fn(x):
