@@ -9,7 +9,10 @@ Figures, for base and series, without and with crashkernel=:
   - linear-map shape (ptdump, classified by lab/guest/linmap.c);
   - ticks to /init against RAM (2G..16G) and against the crash size (8G);
   - the same at 8G with rodata=full, where 6.1 page-maps everything anyway;
-  - ticks from sysrq-c to the end of makedumpfile (the kdump cycle).
+  - ticks from sysrq-c to the end of makedumpfile (the kdump cycle);
+  - per page-table geometry (4K/39, 16K/47, 64K/48, each base and series
+    built with config/NAME.config): shape and ticks at 8G, without and
+    with crashkernel=, and with a fixed-base region (block hull).
 Writes bench/results/{table.md,results.json,results.csv,bench.svg,bench.png},
 which are committed: the README, the cover letter and the commit messages
 quote them.  table.md starts with the machine, QEMU, compiler and kernel
@@ -40,6 +43,10 @@ CRASH = "512M"
 SWEEP = ["128M", "256M", "512M", "1G", "2G"]
 MIB = 1 << 20
 PAGE = variants.page_size("series")   # one PTE table is one page
+GEOMETRIES = [("g4k39", "4K pages, 39-bit VA (3 levels, folded PUD)"),
+              ("g16k47", "16K pages, 47-bit VA (3 levels, folded PUD)"),
+              ("g64k48", "64K pages, 48-bit VA (3 levels, folded PUD)")]
+FIXED = "256M@0x60000000"
 
 
 def runs():
@@ -55,12 +62,18 @@ def runs():
         out.append(("kdump", v, "8G", CRASH, ["load-c", "crash"]))
         out.append(("rodatafull", v, "8G", None, []))
         out.append(("rodatafull", v, "8G", CRASH, []))
+    for g, _ in GEOMETRIES:
+        for v in ("base-" + g, g):
+            for ck in (None, CRASH, FIXED):
+                out.append(("geom", v, "8G", ck, []))
+    out.append(("geom", "series", "8G", FIXED, []))
+    out.append(("geom", "base", "8G", FIXED, []))
     return out
 
 
 def one(job, timeout):
     kind, v, mem, ck, steps = job
-    name = "bench-%s-%s-%s-%s" % (kind, v, mem, ck or "none")
+    name = "bench-%s-%s-%s-%s" % (kind, v, mem, (ck or "none").replace("@", "at"))
     cmdline = ("rodata=full" if kind == "rodatafull" else "rodata=on") + \
         (" crashkernel=" + ck if ck else "")
     r = lab.run_guest(name, v, mem, cmdline, steps, icount=True, smp=1, timeout=timeout)
@@ -203,6 +216,29 @@ def table(rows, wall=None):
     for v in ("base", "series"):
         x = find(rows, kind="kdump", variant=v)
         L.append("| %s | %s |" % (v, x["kdump_ticks"] if x else "failed"))
+    L.append("\n### Per geometry at 8G (ptdump and ticks to /init)\n")
+    L.append("Each kernel against its own boot without crashkernel=; \"pages outside\" is page "
+             "entries outside the main crash region; one PTE table maps 2 MiB (4K pages), "
+             "32 MiB (16K) or 512 MiB (64K).\n")
+    L.append("| geometry | kernel | crashkernel | ticks to /init | cost | pages outside crash MiB "
+             "| PTE tables (MiB) | translation entries |")
+    L.append("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    geoms = [("series", "4K pages, 48-bit VA (4 levels, the lab's)")] + GEOMETRIES
+    for g, desc in geoms:
+        for v, label in (("base" if g == "series" else "base-" + g, "base"),
+                         (g, "series")):
+            kind0 = "boot" if g == "series" else "geom"
+            x0 = find(rows, kind=kind0, variant=v, mem="8G", crashkernel="")
+            for ck in ("", CRASH, FIXED):
+                kind = kind0 if ck != FIXED else "geom"
+                x = find(rows, kind=kind, variant=v, mem="8G", crashkernel=ck)
+                page = variants.page_size(v)
+                L.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                    desc, label, ck or "none", x["ticks"] if x else "failed",
+                    pct(x and x["ticks"], x0 and x0["ticks"]) if ck else "",
+                    "%.1f" % (x["pte_outside_crash"] / MIB) if x else "n/a",
+                    "%d (%.1f)" % (x["pte_tables"], x["pte_tables"] * page / MIB) if x else "n/a",
+                    x["tlb_entries"] if x else "n/a"))
     bad = [r for r in rows if "error" in r]
     if bad:
         L.append("\nFailed runs: " + "; ".join("%s %s %s %s: %s" % (

@@ -240,6 +240,17 @@ for _v in ("g16k47", "g64k48", "mte"):
     SCENARIOS.update(_g)
     FULL_ONLY |= set(_g)
 
+# A capture that fails now and then is the worst kdump bug: with 64K pages
+# (one makedumpfile failure in six kexec_file_load crashes was seen on an
+# earlier version), crash 20 times per load path, ,high + ,low layout.
+REPEATS = 20
+for _i in range(1, REPEATS + 1):
+    for _how in ("load-c", "load-s"):
+        _n = "repeat-%s-%02d-g64k48" % (_how[-1], _i)
+        SCENARIOS[_n] = sc("g64k48", cmdline="crashkernel=1G,high crashkernel=128M,low",
+                           steps=[_how, "crash"], regions=[(128 * MIB, 0, G4), (GIB, G4, TOP48)])
+        FULL_ONLY.add(_n)
+
 
 def variants_used(full=False):
     """The kernel variants the scenarios of make test (FULL: test-full) boot,
