@@ -235,21 +235,27 @@ FULL_ONLY = {"cycles-20", "plain-512M-16G", "control-16G", "scale-64G", "control
 # blocks) and 64K pages with 48-bit VA (folded PUD, 512 MiB blocks: the
 # fixed-base region takes the rest of its block to pages, the block hull
 # that check_shape allows).
-for _v in ("g16k47", "g64k48", "mte"):
+# Two levels of page tables (64K/42 and 16K/36): the slot is a contiguous
+# run of PMD entries of swapper_pg_dir (16 GiB and 1 GiB); with 16K pages
+# the run holding the region has the contiguous hint, which must go.
+for _v in ("g16k47", "g64k48", "mte", "g64k42", "g16k36"):
     _g = geometry(_v)
     SCENARIOS.update(_g)
     FULL_ONLY |= set(_g)
 
 # A capture that fails now and then is the worst kdump bug: with 64K pages
 # (one makedumpfile failure in six kexec_file_load crashes was seen on an
-# earlier version), crash 20 times per load path, ,high + ,low layout.
+# earlier version), crash 20 times per load path, ,high + ,low layout, on
+# the series and on the unpatched kernel.
 REPEATS = 20
-for _i in range(1, REPEATS + 1):
-    for _how in ("load-c", "load-s"):
-        _n = "repeat-%s-%02d-g64k48" % (_how[-1], _i)
-        SCENARIOS[_n] = sc("g64k48", cmdline="crashkernel=1G,high crashkernel=128M,low",
-                           steps=[_how, "crash"], regions=[(128 * MIB, 0, G4), (GIB, G4, TOP48)])
-        FULL_ONLY.add(_n)
+for _v in ("g64k48", "base-g64k48"):
+    for _i in range(1, REPEATS + 1):
+        for _how in ("load-c", "load-s"):
+            _n = "repeat-%s-%02d-%s" % (_how[-1], _i, _v)
+            SCENARIOS[_n] = sc(_v, cmdline="crashkernel=1G,high crashkernel=128M,low",
+                               steps=[_how, "crash"],
+                               regions=[(128 * MIB, 0, G4), (GIB, G4, TOP48)])
+            FULL_ONLY.add(_n)
 
 
 def variants_used(full=False):
