@@ -165,6 +165,22 @@ def check_shape(c, res, control, crash_total, page_size):
             % (m["pte_tables"], limit, cm["pte_tables"], span // MIB))
 
 
+def check_twolevel_shape(c, res, ram, crash_total):
+    """Two levels of page tables with crashkernel=: no block entries at all
+    (makedumpfile cannot read top-level blocks), contiguous page entries
+    over nearly all of RAM outside the crash regions, and the main region
+    page-mapped without them."""
+    m = res.map("boot")
+    check_crash_page_mapped(c, m)
+    c.eq("levels_from_ptdump", m.get("levels"), 2)
+    c.check("no_block_entries", m.get("pud_bytes") == 0 and m.get("pmd_bytes") == 0,
+            "pud %r pmd %r" % (m.get("pud_bytes"), m.get("pmd_bytes")))
+    floor = ram - crash_total - 2 * BASE_UNMAPPED_SLACK
+    cont = m.get("pte_cont_bytes")
+    c.check("contiguous_entries_kept", cont is not None and cont >= floor,
+            "pte_cont_bytes %r, want >= RAM - crash - 128 MiB = %d" % (cont, floor))
+
+
 def check_base_shape(c, res, ram, crash_total, page_size):
     """The unpatched kernel with crashkernel=: the positive fact that it
     maps (nearly) all of RAM with pages, and the crash regions with them."""

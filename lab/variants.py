@@ -90,6 +90,20 @@ def page_size(name):
     return 4 << 10   # arm64's default
 
 
+def va_bits(name):
+    """The variant's VA_BITS, from its config fragments."""
+    for bits in (36, 39, 42, 47, 48, 52):
+        if config_value(name, "CONFIG_ARM64_VA_BITS_%d" % bits) == "y":
+            return bits
+    return 48
+
+
+def levels(name):
+    """Page-table levels, as ARM64_HW_PGTABLE_LEVELS(VA_BITS) computes them."""
+    shift = page_size(name).bit_length() - 1
+    return (va_bits(name) - 4) // (shift - 3)
+
+
 def main(argv):
     if argv[:1] == ["list"] and len(argv) == 1:
         print("\n".join(names()))

@@ -33,6 +33,8 @@
  *   memtype_below, memtype_above
  *                         memory type next to the main region, or "-"
  *   page_size             the page size used, in bytes
+ *   va_bits, levels       VA_BITS (from where the linear map starts) and
+ *                         the number of page-table levels
  *   crash_regions         how many main regions (0 or 1); then
  *                         phys_offset=0x..., one crash_region=0xSTART-0xEND
  *                         (END exclusive) each, and one
@@ -157,6 +159,8 @@ int main(int argc, char **argv)
 	printf("memtype_below=%s\n", f.memtype_below[0] ? f.memtype_below : "-");
 	printf("memtype_above=%s\n", f.memtype_above[0] ? f.memtype_above : "-");
 	printf("page_size=%ld\n", x.page_size);
+	printf("va_bits=%u\n", f.va_bits);
+	printf("levels=%u\n", f.levels);
 	printf("crash_regions=%u\n", io.nr_crash);
 	printf("phys_offset=0x%llx\n", f.phys_offset);
 	for (i = 0; i < io.nr_crash; i++)
