@@ -218,6 +218,14 @@ def geometry(v):
         "shrink-then-crash-" + v: sc(v, cmdline="crashkernel=512M",
                                      steps=["shrink:67108864", "load-c", "crash"],
                                      regions=[(512 * MIB, 0, G4)]),
+        "high-1G-" + v: sc(v, cmdline="crashkernel=1G,high", steps=["load-s", "unload"],
+                           shape="shape", regions=[(GIB, G4, TOP48)], control=ctl,
+                           log="reserved before paging_init (crashkernel=,high)"),
+        "range-syntax-" + v: sc(v, cmdline="crashkernel=1G-4G:192M,4G-:384M",
+                                steps=["load-c", "unload"], shape="shape",
+                                regions=[(384 * MIB, 0, G4)], control=ctl),
+        "bad-garbage-" + v: sc(v, cmdline="crashkernel=foo", shape="nothing", control=ctl,
+                               log="invalid crashkernel= value, nothing reserved"),
     }
 
 
