@@ -276,6 +276,21 @@ class RecordedCrashRun(unittest.TestCase):
         self.assertEqual(failed(C.check_shape, hull, self.r, 256 << 20, 4096),
                          ["pte_outside_crash_equals_control"])
 
+    def test_two_level_shape(self):
+        """Two levels with crashkernel=: no blocks at all, contiguous pages
+        nearly everywhere.  The recorded 4-level run (blocks) fails it."""
+        self.assertEqual(failed(C.check_twolevel_shape, self.r, 8 << 30, 512 << 20),
+                         ["levels_from_ptdump", "no_block_entries", "contiguous_entries_kept"])
+
+        def twolevel(x):
+            if x.step == "boot":
+                val = {"map.levels": "2", "map.pud_bytes": "0", "map.pmd_bytes": "0",
+                       "map.pte_cont_bytes": str((8 << 30) - (512 << 20) - (40 << 20))}
+                x.value = val.get(x.key, x.value)
+            return x
+        self.assertEqual(failed(C.check_twolevel_shape, doctored(self.r, twolevel),
+                                8 << 30, 512 << 20), [])
+
     def test_avoidable_spans_as_control(self):
         bad = doctored(self.r, setval("boot", "map.pte_spans_avoidable", "64"))
         self.assertEqual(failed(C.check_shape, bad, self.r, 512 << 20, 4096),
