@@ -7,10 +7,12 @@
 # config/build/NAME.config (page sizes and VA sizes, MTE, no kexec, no DMA
 # zones, KFENCE); and arm64 defconfig.  For each one, in a worktree of its
 # own (build/linux-matrix):
-#   1. the last commit is built (an Image, or with defconfig, whose Image
-#      is all of arm64's drivers, the objects of arch/arm64 and kernel/);
-#      the dependency files then name every object that includes a header
-#      the series touches;
+#   1. the last commit is built into an Image; the dependency files then
+#      name every object that includes a header the series touches.  The
+#      configurations in $objects_only, which no lab target builds whole,
+#      take that list from the lab configuration instead and build just
+#      those objects: the geometry ones have the lab's objects, and
+#      defconfig has them all (its Image would be all of arm64's drivers);
 #   2. for each commit of the series in turn, those objects and the .c
 #      files the series touches are rebuilt, the latter with -Werror.
 # MATRIX_CONFIGS="lab g64k42 ..." limits the configurations.
@@ -30,6 +32,7 @@ for f in "$TOP"/config/*.config "$TOP"/config/build/*.config; do
 done
 all="$all defconfig"
 configs=${MATRIX_CONFIGS:-$all}
+objects_only="g16k48 g64k52 defconfig"
 
 export CCACHE_NOHASHDIR=1 KBUILD_BUILD_TIMESTAMP="2026-01-01" \
 	KBUILD_BUILD_USER=lab KBUILD_BUILD_HOST=matrix LOCALVERSION=
@@ -47,6 +50,14 @@ frag_of() {
 
 headers=$(git diff --name-only base series -- '*.h' | grep -v '^tools/' || true)
 last=$(git rev-parse series)
+
+# users_of OUTDIR: the objects (from kbuild's dependency files in OUTDIR)
+# that include a header the series touches.
+users_of() {
+	(cd "$wt/$1" && for h in $headers; do
+		grep -l -- "$h" $(find . -name '.*.o.cmd') 2>/dev/null
+	done | sed 's|^\./||; s|/\.\([^/]*\)\.cmd$|/\1|; s|^\.\([^/]*\)\.cmd$|\1|' | sort -u)
+}
 
 table=$LOGS/matrix.md
 {
@@ -76,12 +87,19 @@ for cfg in $configs; do
 		configure "$wt" "$out" "matrix-$cfg" "$TOP/config/lab.config" "$frag" ;;
 	esac
 	progress "matrix: $cfg, the last commit"
-	if [ "$cfg" = defconfig ]; then
+	deps=$out
+	if [[ " $objects_only " == *" $cfg "* ]]; then
 		what="objects"
-		kmake "$out" olddefconfig arch/arm64/ kernel/ >>"$log" 2>&1 && lastres=ok || lastres=FAIL
+		deps=_out
+		[ -d "$wt/_out" ] || die "run the lab configuration first (MATRIX_CONFIGS=lab)"
 	else
 		what="Image"
+	fi
+	[ "$what" = Image ] || users=$(users_of "$deps")
+	if [ "$what" = Image ]; then
 		kmake "$out" olddefconfig Image >>"$log" 2>&1 && lastres=ok || lastres=FAIL
+	else
+		kmake "$out" olddefconfig $users >>"$log" 2>&1 && lastres=ok || lastres=FAIL
 	fi
 	if [ $lastres = ok ]; then
 		echo "ok - builds ($cfg, $what): the series"
@@ -90,11 +108,7 @@ for cfg in $configs; do
 		fail=1
 	fi
 	row="| $cfg | $what $lastres |"
-	# Objects that include a header the series touches (from kbuild's
-	# dependency files), and the touched .c files this configuration builds.
-	users=$(cd "$wt/$out" && for h in $headers; do
-			grep -l -- "$h" $(find . -name '.*.o.cmd') 2>/dev/null
-		done | sed 's|^\./||; s|/\.\([^/]*\)\.cmd$|/\1|; s|^\.\([^/]*\)\.cmd$|\1|' | sort -u)
+	[ "$what" = objects ] || users=$(users_of "$out")
 	mine=""
 	for f in $touched; do
 		[ -f "$wt/$out/${f%.c}.o" ] && mine="$mine ${f%.c}.o"
@@ -125,6 +139,18 @@ for cfg in $configs; do
 	done
 	echo "$row" >>"$table"
 done
+# A run over every configuration is the committed result.
+if [ -z "${MATRIX_CONFIGS:-}" ]; then
+	{
+		echo "## make matrix results"
+		echo
+		echo "- command: make matrix (lab/matrix.sh), $(date -u +%Y-%m-%d)"
+		echo "- source: $(cat "$TOP/lab/source-version" 2>/dev/null), compiler: $(${CROSS}gcc --version | head -n 1)"
+		echo "- per commit: the objects that include a header the series touches, and the series' .c files with -Werror"
+		echo
+		cat "$table"
+	} >"$TOP/bench/results/matrix.md"
+fi
 progress "matrix: table in $table"
 cat "$table"
 exit $fail
