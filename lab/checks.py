@@ -55,11 +55,7 @@ def regions_of(values):
 def regions(res, step="boot", nth=0):
     """Crash regions [(start, end)] from the guest's /proc/iomem records."""
     groups = res.steps(step)
-    out = []
-    for v in (groups[nth].get("iomem_crash", []) if nth < len(groups) else []):
-        s, e = v.split("-")
-        out.append((int(s, 16), int(e, 16)))
-    return sorted(out)
+    return sorted(regions_of(groups[nth].get("iomem_crash", []) if nth < len(groups) else []))
 
 
 def klog(res):

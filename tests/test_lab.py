@@ -242,7 +242,7 @@ class RecordedCrashRun(unittest.TestCase):
 
     def test_memory_type_differs_from_around(self):
         """An early region mapped MEM/NORMAL inside a NORMAL-TAGGED linear
-        map (the MTE finding) fails, after boot and after a shrink."""
+        map (the MTE finding) fails; so do neighbours that disagree."""
         bad = doctored(self.r, setval("boot", "map.crash_memtype_other", str(512 << 20)))
         self.assertEqual(failed(C.check_shape, bad, self.r, 512 << 20, 4096),
                          ["crash_memtype_as_around"])
