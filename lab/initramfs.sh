@@ -66,73 +66,13 @@ done
 # (binutils-aarch64-linux-gnu) is not guessable from the command.
 command -v "${CROSS}readelf" >/dev/null 2>&1 ||
 	die "'${CROSS}readelf' is missing; apt-get install binutils-aarch64-linux-gnu (or run 'make deps')"
-need_cmd apt-get apt-cache dpkg dpkg-deb cpio gzip sha256sum
+need_cmd dpkg-deb cpio gzip sha256sum
 READELF=${CROSS}readelf
-dpkg --print-foreign-architectures | grep -qx arm64 ||
-	die "dpkg has no arm64 architecture; run 'dpkg --add-architecture arm64 && apt-get update' as root"
 
-# ---------------------------------------------------------------------------
-# 1. Which arm64 packages: the three we need and every library package they
-#    depend on, transitively.  apt-cache's recursion also walks into things
-#    like perl, debconf, dpkg or tar (dependencies of maintainer scripts),
-#    which are no libraries.  A name filter (lib*) would drop zlib1g, so
-#    the filter is Debian's own classification instead: keep the packages
-#    in Section "libs" (or "contrib/libs" ...).  Virtual packages (shown
-#    as <name>) have no section and drop out.  Over-fetching a library
-#    package costs only download time: what goes into the archive is
-#    decided by the NEEDED closure alone.
-# ---------------------------------------------------------------------------
-ROOT_PKGS=(busybox-static kexec-tools makedumpfile)
-mapfile -t cands < <(
-	apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts \
-		--no-breaks --no-replaces --no-enhances "${ROOT_PKGS[@]/%/:arm64}" 2>/dev/null |
-		sed -n 's/^\([a-z0-9][a-z0-9.+-]*\):arm64$/\1/p' | LC_ALL=C sort -u
-)
-mapfile -t pkgs < <(
-	{
-		printf '%s\n' "${ROOT_PKGS[@]}"
-		[ ${#cands[@]} -eq 0 ] ||
-			apt-cache show --no-all-versions "${cands[@]/%/:arm64}" 2>/dev/null |
-			awk '/^Package: / { p = $2 } /^Section: / && $2 ~ /(^|\/)libs$/ { print p }'
-	} | LC_ALL=C sort -u
-)
-for p in "${ROOT_PKGS[@]}"; do
-	printf '%s\n' "${cands[@]}" | grep -qx "$p" ||
-		die "apt knows no '$p:arm64'; run 'apt-get update' as root (with the arm64 architecture added)"
-done
-
-# 2. Download what the cache lacks.  --print-uris names the exact file
-#    apt would write, with its SHA256, without touching the network, so an
-#    up-to-date run works offline and a truncated or stale file in the
-#    cache is noticed and fetched again.
+# 1-2. The arm64 packages (the three we need and the library packages
+#    they depend on) in build/debs; see fetch_arm64_debs in lib.sh.
+fetch_arm64_debs initramfs busybox-static kexec-tools makedumpfile
 DEBS=$BUILD/debs
-mkdir -p "$DEBS"
-mapfile -t uris < <(apt-get download --print-uris "${pkgs[@]/%/:arm64}")
-[ ${#uris[@]} -eq ${#pkgs[@]} ] ||
-	die "apt-get download --print-uris listed ${#uris[@]} files for ${#pkgs[@]} packages"
-debs=() missing=()
-for line in "${uris[@]}"; do
-	read -r _ file _ hash <<<"$line"
-	sum=${hash#SHA256:}
-	debs+=("$file")
-	if [ -f "$DEBS/$file" ] && [ "$(sha256sum <"$DEBS/$file" | cut -d' ' -f1)" = "$sum" ]; then
-		continue
-	fi
-	rm -f "$DEBS/$file"
-	missing+=("${file%%_*}:arm64")
-done
-
-# A subshell, so that the cd does not outlive the download.
-download() (
-	cd "$DEBS" && apt-get download "$@"
-)
-if [ ${#missing[@]} -gt 0 ]; then
-	progress "initramfs: downloading ${#missing[@]} of ${#pkgs[@]} arm64 packages (log: $LOGS/initramfs-apt.log)"
-	run_logged "$LOGS/initramfs-apt.log" download "${missing[@]}"
-	for f in "${debs[@]}"; do
-		[ -f "$DEBS/$f" ] || die "apt-get download did not produce $DEBS/$f; see $LOGS/initramfs-apt.log"
-	done
-fi
 
 # 3. Skip everything when no input changed.  The manifest names each input
 #    with its SHA256 (and each --add with its destination and mode, which
@@ -147,7 +87,7 @@ manifest=$(
 	for i in "${!add_src[@]}"; do
 		echo "add ${add_dst[$i]} $(stat -c %a "${add_src[$i]}") $(sha "${add_src[$i]}")"
 	done
-	printf 'deb %s\n' "${debs[@]}"
+	printf 'deb %s\n' "${DEBS_FILES[@]}"
 )
 if [ -f "$outdir/capture.cpio.gz" ] && [ -f "$outdir/first.cpio.gz" ] &&
 	[ "$(cat "$outdir/.inputs" 2>/dev/null)" = "$manifest" ]; then
@@ -164,7 +104,7 @@ rm -f "$outdir/.inputs"
 SROOT=$DEBS/root
 rm -rf "$SROOT"
 mkdir -p "$SROOT"
-for f in "${debs[@]}"; do
+for f in "${DEBS_FILES[@]}"; do
 	dpkg-deb -x "$DEBS/$f" "$SROOT"
 done
 

@@ -83,3 +83,69 @@ configure() {
 	[ -z "$bad" ] || die "config fragment lines not honoured by Kconfig ($name): $bad"
 	echo "$sum" >"$out/.lab-config"
 }
+
+# fetch_arm64_debs NAME PKG...: the arm64 .debs of the PKGs and of every
+# library package they depend on, transitively, in $BUILD/debs; their file
+# names in the array DEBS_FILES.  NAME names the progress line and the log.
+#
+# apt-cache's recursion also walks into things like perl, debconf, dpkg or
+# tar (dependencies of maintainer scripts), which are no libraries.  A name
+# filter (lib*) would drop zlib1g, so the filter is Debian's own
+# classification instead: keep the packages in Section "libs" (or
+# "contrib/libs" ...).  Virtual packages (shown as <name>) have no section
+# and drop out.  Over-fetching a library package costs only download time:
+# what a caller uses is decided by the NEEDED closure alone.
+#
+# apt-get download --print-uris names the exact file apt would write, with
+# its SHA256, without touching the network, so an up-to-date run works
+# offline and a truncated or stale file in the cache is fetched again.
+fetch_arm64_debs() {
+	local name=$1 cands pkgs uris line file hash sum missing p f
+	shift
+	need_cmd apt-get apt-cache dpkg sha256sum
+	dpkg --print-foreign-architectures | grep -qx arm64 ||
+		die "dpkg has no arm64 architecture; run 'dpkg --add-architecture arm64 && apt-get update' as root"
+	mapfile -t cands < <(
+		apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts \
+			--no-breaks --no-replaces --no-enhances "${@/%/:arm64}" 2>/dev/null |
+			sed -n 's/^\([a-z0-9][a-z0-9.+-]*\):arm64$/\1/p' | LC_ALL=C sort -u
+	)
+	mapfile -t pkgs < <(
+		{
+			printf '%s\n' "$@"
+			[ ${#cands[@]} -eq 0 ] ||
+				apt-cache show --no-all-versions "${cands[@]/%/:arm64}" 2>/dev/null |
+				awk '/^Package: / { p = $2 } /^Section: / && $2 ~ /(^|\/)libs$/ { print p }'
+		} | LC_ALL=C sort -u
+	)
+	for p in "$@"; do
+		printf '%s\n' "${cands[@]}" | grep -qx "$p" ||
+			die "apt knows no '$p:arm64'; run 'apt-get update' as root (with the arm64 architecture added)"
+	done
+
+	mkdir -p "$BUILD/debs"
+	mapfile -t uris < <(apt-get download --print-uris "${pkgs[@]/%/:arm64}")
+	[ ${#uris[@]} -eq ${#pkgs[@]} ] ||
+		die "apt-get download --print-uris listed ${#uris[@]} files for ${#pkgs[@]} packages"
+	DEBS_FILES=()
+	missing=()
+	for line in "${uris[@]}"; do
+		read -r _ file _ hash <<<"$line"
+		sum=${hash#SHA256:}
+		DEBS_FILES+=("$file")
+		if [ -f "$BUILD/debs/$file" ] &&
+			[ "$(sha256sum <"$BUILD/debs/$file" | cut -d' ' -f1)" = "$sum" ]; then
+			continue
+		fi
+		rm -f "$BUILD/debs/$file"
+		missing+=("${file%%_*}:arm64")
+	done
+	[ ${#missing[@]} -gt 0 ] || return 0
+	progress "$name: downloading ${#missing[@]} of ${#pkgs[@]} arm64 packages (log: $LOGS/$name-apt.log)"
+	# A subshell, so that the cd does not outlive the download.
+	run_logged "$LOGS/$name-apt.log" bash -c 'cd "$1" && shift && apt-get download "$@"' \
+		_ "$BUILD/debs" "${missing[@]}"
+	for f in "${DEBS_FILES[@]}"; do
+		[ -f "$BUILD/debs/$f" ] || die "apt-get download did not produce $BUILD/debs/$f; see $LOGS/$name-apt.log"
+	done
+}
