@@ -30,6 +30,7 @@ build: tree
 guest: build
 	@lab/guest.sh base
 	@lab/guest.sh series
+	@lab/crashroot.sh
 
 run: guest
 	@python3 lab/demo.py --variant "$(VARIANT)" --mem "$(MEM)" --cmdline "$(CMDLINE)"

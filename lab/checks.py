@@ -9,6 +9,7 @@ lab/scenarios.py decides which checks a scenario gets.
 import re
 
 import lab
+import vmcore
 
 KIB = 1 << 10
 MIB = 1 << 20
@@ -25,6 +26,7 @@ class Checker:
         self.scenario = scenario
         self.variant = variant
         self.results = []   # (name, ok, detail)
+        self.notes = []     # what was not checked, and why (neither pass nor fail)
 
     def check(self, name, ok, detail=""):
         self.results.append((name, bool(ok), detail))
@@ -320,3 +322,171 @@ def check_shrink(c, res, delta):
             "MemFree grew by %d bytes, shrunk by %d" % (grown, delta))
     m = lab.map_figures(sh)
     check_crash_page_mapped(c, m, "_after_shrink")
+
+
+PHYS_MASK = (1 << 48) - 1
+BLOCK_LABELS = {"64KB": 64 << 10, "2MB": 2 * MIB, "32MB": 32 * MIB, "512MB": 512 * MIB,
+                "1GB": GIB, "64GB": 64 * GIB, "4TB": 4 << 40}
+
+
+def check_analysis(c, res, page_size, slot, invalid_elsewhere=False, expect_blocks=None):
+    """What crash makes of the dump(s) of a crash scenario (lab/vmcore.py):
+    the dump left the guest intact, crash opens it, `sys`, `log`, `bt` and
+    `kmem -i` show the crash that was triggered, and a vtop of every 2 MiB
+    of RAM walks the dump's page tables to the physical address the linear
+    map stands for.  SLOT: the size of the slot the series rebuilds around
+    a late region (variants.split_slot_size); EXPECT_BLOCKS: True when the
+    linear map must have block entries, False when it must have none,
+    None when either is fine."""
+    an = getattr(res, "analysis", None)
+    if an and all(a.error.startswith("not analysed") for a in an.values()):
+        # Neither a pass nor a failure: said in the TAP output as a comment.
+        c.notes += sorted({a.error for a in an.values()})
+        return
+    if not c.check("dump_analysed", an, "no analysis (guest outcome %s)" % res.outcome):
+        return
+    for name, a in sorted(an.items()):
+        sfx = "" if name == "kdump" else "_" + name
+        if not a.doctored:
+            check_one_analysis(c, res, a, sfx, page_size, slot, invalid_elsewhere,
+                               expect_blocks)
+            continue
+        # A dump damaged on purpose (vmcore.doctor): the same checks must
+        # see it.  The damaged page-table entry must fail the walk check.
+        bad = Checker(c.scenario, c.variant)
+        check_one_analysis(bad, res, a, sfx, page_size, slot, invalid_elsewhere, expect_blocks)
+        must = "crash_vtop_linear_map_consistent" + sfx if "pte" in name else None
+        c.check("damaged_dump_fails_checks" + sfx,
+                bad.failed() and (must is None or must in bad.failed()),
+                "damage: %s; failing checks: %s%s" % (
+                    a.doctored, bad.failed() or "none",
+                    "; %s must be among them" % must if must else ""))
+
+
+def check_one_analysis(c, res, a, sfx, page_size, slot, invalid_elsewhere, expect_blocks):
+    for what, ok, detail in a.transfer:
+        c.check(what, ok, detail)
+    out = a.outputs
+    if not c.check("crash_ran" + sfx, not a.error and a.rc == 0 and "end" in out,
+                   a.error or "crash exit %s, %s; %s" % (
+                       a.rc, "finished" if "end" in out else "stopped early",
+                       (out.get("_head") or "").strip()[-300:])):
+        return
+    sysf = vmcore.parse_sys(out.get("sys"))
+    c.check("crash_sys_release_is_first_kernel" + sfx,
+            res.first("boot", "release") and sysf.get("RELEASE") == res.first("boot", "release"),
+            "crash sys RELEASE %r, first kernel %r" % (sysf.get("RELEASE"),
+                                                      res.first("boot", "release")))
+    c.check("crash_sys_panic_is_sysrq" + sfx, "sysrq triggered crash" in sysf.get("PANIC", ""),
+            "crash sys PANIC %r" % sysf.get("PANIC"))
+    marker = res.first("crash", "marker")
+    c.check("crash_log_has_marker" + sfx, marker and ("lab marker %s" % marker) in
+            (out.get("log") or ""), "no 'lab marker %s' in crash's log (%d lines)"
+            % (marker, len((out.get("log") or "").splitlines())))
+    frames = vmcore.parse_bt(out.get("bt"))
+    want = ["sysrq_handle_crash", "__handle_sysrq", "write_sysrq_trigger"]
+    c.check("crash_bt_shows_sysrq_crash" + sfx, all(f in frames for f in want),
+            "bt frames %s, want %s" % (frames[:12], want))
+    total = vmcore.parse_kmem_total(out.get("kmem"))
+    memtotal = _int(res.first("crash", "memtotal_kb"))
+    c.check("crash_kmem_total_is_memtotal" + sfx,
+            total is not None and memtotal is not None and total * page_size == memtotal * KIB,
+            "kmem -i TOTAL MEM %r pages of %d, first kernel MemTotal %r kB"
+            % (total, page_size, memtotal))
+    check_vtop(c, res, a, sfx, slot, invalid_elsewhere, expect_blocks)
+    if a.pattern or res.steps("pattern"):
+        check_pattern(c, res, a, sfx, slot)
+
+
+def _inside(pa, ranges):
+    return any(s <= pa < e for s, e in ranges)
+
+
+def check_vtop(c, res, a, sfx, slot, invalid_elsewhere, expect_blocks):
+    """Every sampled linear-map address resolves, by crash's walk of the
+    dump's page tables, to the physical address it stands for; in the
+    crash regions the loaded capture kernel's pages are invalid (the
+    protection, seen from the dump)."""
+    got = {}
+    for key, text in a.outputs.items():
+        if key.startswith("vtop"):
+            got.update(vmcore.parse_vtop(text))
+    crash = regions(res)
+    kernel = regions_of(res.all("boot", "kernel"))
+    main = crash[-1:] if crash else []
+    slots = [(s // slot * slot, (e + slot - 1) // slot * slot) for s, e in main]
+    missing, wrong, invalid_out, bad_invalid = [], [], [], []
+    n_inv_in = n_blocks = n_kernel = n_slot = 0
+    for pa, va in a.vtop_points:
+        w = got.get(va)
+        if w is None:
+            missing.append(hex(va))
+            continue
+        if w.pa is None:
+            # An invalid entry that still names PA: set_memory_valid(0)
+            # cleared only its valid bit, as the protection does.
+            if w.entry is None or w.entry & 1 or w.entry & PHYS_MASK & ~0xfff != pa:
+                bad_invalid.append("%#x: %s" % (pa, w.entry and hex(w.entry)))
+            elif _inside(pa, crash):
+                n_inv_in += 1
+            else:
+                invalid_out.append(hex(pa))
+            continue
+        if w.block and w.block not in BLOCK_LABELS:
+            wrong.append("%#x: unknown block %s" % (pa, w.block))
+            continue
+        base = pa & ~(BLOCK_LABELS[w.block] - 1) if w.block else pa
+        if w.pa != base:
+            wrong.append("%#x -> %#x" % (pa, w.pa))
+            continue
+        n_blocks += bool(w.block)
+        n_kernel += _inside(pa, kernel)
+        n_slot += _inside(pa, slots) and not _inside(pa, crash)
+    n = len(a.vtop_points)
+    c.check("crash_vtop_sampled_all_ram" + sfx, n > 0 and not missing,
+            "%d points, %d without an answer: %s" % (n, len(missing), missing[:5]))
+    c.check("crash_vtop_linear_map_consistent" + sfx, n > 0 and not wrong and not bad_invalid,
+            "%d of %d points walk to another address: %s; invalid entries that do not "
+            "name their page: %s" % (len(wrong), n, wrong[:5], bad_invalid[:5]))
+    if not invalid_elsewhere:
+        c.check("crash_vtop_valid_outside_crash_regions" + sfx, not invalid_out,
+                "%d invalid points outside the crash regions: %s"
+                % (len(invalid_out), invalid_out[:5]))
+    c.check("crash_vtop_capture_kernel_protected" + sfx, n_inv_in > 0,
+            "no invalid entry in the crash regions %s: the loaded capture kernel is not "
+            "protected in the dump's page tables" % [(hex(s), hex(e)) for s, e in crash])
+    c.check("crash_vtop_kernel_alias_consistent" + sfx, n_kernel > 0,
+            "%d points in the kernel image's linear alias %s resolved"
+            % (n_kernel, [(hex(s), hex(e)) for s, e in kernel]))
+    c.check("crash_vtop_slot_around_region_consistent" + sfx, n_slot > 0,
+            "%d points outside the region in its slot %s resolved"
+            % (n_slot, [(hex(s), hex(e)) for s, e in slots]))
+    if expect_blocks is not None:
+        c.check("crash_vtop_%s" % ("sees_blocks" if expect_blocks else "sees_no_blocks") + sfx,
+                (n_blocks > 0) == expect_blocks,
+                "%d of %d points mapped by a block entry" % (n_blocks, n))
+
+
+def check_pattern(c, res, a, sfx, slot):
+    """The pattern the guest wrote (lab/guest/pattern.c) reads back from the
+    dump, by physical address and through the linear map."""
+    p = res.steps("pattern")
+    if not c.check("pattern_written", p and p[0].get("rc") == ["0"],
+                   "pattern step %r" % (p[0] if p else None)):
+        return
+    n_in = _int((p[0].get("in_range") or ["x"])[0])
+    c.check("pattern_pages_in_rebuilt_slot", n_in and n_in > 0,
+            "%r of the pattern's pages in %s" % (n_in, p[0].get("range")))
+    if not sfx:
+        return    # the filtered dump leaves page-cache pages out
+    bad_p, bad_v = [], []
+    for i, (pa, va) in enumerate(a.pattern):
+        want = vmcore.pattern_words(pa)
+        if vmcore.parse_rd(a.outputs.get("rdp%d" % i)) != want:
+            bad_p.append(hex(pa))
+        if vmcore.parse_rd(a.outputs.get("rdv%d" % i)) != want:
+            bad_v.append(hex(va))
+    c.check("crash_rd_pattern_by_physical_address" + sfx, a.pattern and not bad_p,
+            "%d pages, wrong: %s" % (len(a.pattern), bad_p))
+    c.check("crash_rd_pattern_by_linear_address" + sfx, a.pattern and not bad_v,
+            "%d pages, wrong: %s" % (len(a.pattern), bad_v))

@@ -3,14 +3,18 @@
 
 Boots VARIANT (base or series) with CMDLINE and MEM, reports how the linear
 map is mapped, loads a capture kernel with kexec -p, crashes with sysrq-c,
-and reports what the capture kernel found in /proc/vmcore.
+reports what the capture kernel found in /proc/vmcore, and opens the dump
+on the host with crash (sys, log, bt, kmem -i, vtop through the linear map).
 """
 
 import argparse
+import os
 import sys
 
+import checks
 import lab
 import variants
+import vmcore
 
 
 def mib(n):
@@ -36,7 +40,7 @@ def main():
     lab.progress("booting %s kernel, %s RAM, '%s' (console: build/runs/%s/console.log)"
                  % (a.variant, a.mem, a.cmdline, name))
     r = lab.run_guest(name, a.variant, a.mem, a.cmdline, ["load-c", "crash"],
-                      timeout=a.timeout)
+                      timeout=a.timeout, disk_bytes=lab.parse_size(a.mem) + (64 << 20))
     if r.outcome == lab.LAB_ERROR:
         print("error: %s" % r.error, file=sys.stderr)
         return 2
@@ -86,12 +90,42 @@ def main():
         ok = found and mkd == "0"
     else:
         print("-- capture kernel: no report (see %s)" % r.console)
+    if ok:
+        ok = analyse(r, a.variant, m)
     print()
     pages = m["pte_outside_crash"]
     print("VERDICT: %s; linear map outside the crash regions: %s in pages%s"
           % ("capture OK" if ok else "capture FAILED", mib(pages),
              "" if m["crash_in_block"] == 0 else "; crash region inside BLOCKS"))
     return 0 if ok else 1
+
+
+def analyse(r, variant, m):
+    """Open the dump with crash on the host; print an excerpt and whether
+    every check of check_analysis holds."""
+    lab.progress("opening the dump with crash (qemu-aarch64-static; log: build/runs/%s/"
+                 "crash-kdump/crash.out)" % r.name)
+    r.analysis = vmcore.analyse(r, variant, os.path.dirname(r.console))
+    c = checks.Checker(r.name, variant)
+    checks.check_analysis(c, r, variants.page_size(variant), variants.split_slot_size(variant))
+    a = r.analysis["kdump"]
+    print("-- crash %s on the dump (%s bytes, %.0fs):"
+          % (a.dump and "opened" or "could not open", r.first("capture", "dump_bytes"),
+             a.seconds))
+    sysout = [ln for ln in (a.outputs.get("sys") or "").splitlines() if ln.strip()]
+    for line in sysout[:14]:
+        print("   crash> sys  " + line.strip())
+    log = [ln for ln in (a.outputs.get("log") or "").splitlines() if ln.strip()]
+    for line in log[-4:]:
+        print("   crash> log  " + line.strip())
+    n = len(a.vtop_points)
+    bad = c.failed()
+    print("-- crash checks: %d of %d hold (vtop of %d linear-map addresses among them)%s"
+          % (len(c.results) - len(bad), len(c.results), n,
+             "; FAILED: " + ", ".join(bad) if bad else ""))
+    for note in c.notes:
+        print("   " + note)
+    return not bad and bool(c.results)
 
 
 if __name__ == "__main__":

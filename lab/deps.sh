@@ -6,7 +6,7 @@
 HOST_PKGS=(gcc gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-system-arm
 	qemu-efi-aarch64 linux-source-6.1 bc bison flex libssl-dev libelf-dev
 	cpio ccache make git xz-utils python3 perl dpkg-dev binutils-aarch64-linux-gnu
-	gnuplot-nox kmod rsync device-tree-compiler)
+	gnuplot-nox kmod rsync device-tree-compiler qemu-user-static)
 
 missing=()
 for p in "${HOST_PKGS[@]}"; do

@@ -1,6 +1,6 @@
 #!/bin/bash
 # guest.sh VARIANT: build the guest side for VARIANT: the static helpers
-# (cntvct, the arm64 kdump kselftest and linmap) and the two initramfs images,
+# (cntvct, the arm64 kdump kselftest, linmap and pattern) and the two initramfs images,
 # whose first one carries VARIANT's Image as the capture kernel.
 . "$(dirname "$0")/lib.sh"
 need_cmd "${CROSS}gcc"
@@ -37,9 +37,11 @@ mkdir -p "$BUILD/guest"
 build cntvct "$TOP/lab/guest/cntvct.c"
 build crash_linear_map "$kd/crash_linear_map.c" "$kd/linear_map.c" "$kd/linear_map.h"
 build linmap "$TOP/lab/guest/linmap.c" "$kd/linear_map.c" "$kd/linear_map.h"
+build pattern "$TOP/lab/guest/pattern.c"
 
 "$TOP/lab/initramfs.sh" "$BUILD/initramfs/$variant" --init "$TOP/lab/guest/init" \
 	--capture-image "$image" \
 	--add "$BUILD/guest/cntvct:/lab/cntvct" \
 	--add "$BUILD/guest/crash_linear_map:/lab/crash_linear_map" \
-	--add "$BUILD/guest/linmap:/lab/linmap"
+	--add "$BUILD/guest/linmap:/lab/linmap" \
+	--add "$BUILD/guest/pattern:/lab/pattern"

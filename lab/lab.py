@@ -23,6 +23,7 @@ EFI_FW = "/usr/share/qemu-efi-aarch64/QEMU_EFI.fd"
 QEMU = "qemu-system-aarch64"   # every run goes through qemu_base()
 
 VARIANTS = variants.names()
+DISK_IMAGE = "dump.img"   # in the run directory, when a run has a disk
 
 # Outcomes of a guest run.
 DONE = "done"            # the guest said "done" at the end of its steps
@@ -81,6 +82,7 @@ class Result:
     qemu_rc: int = None
     error: str = ""                               # LAB_ERROR: what failed
     garbage: list = field(default_factory=list)   # lines that are no record
+    analysis: dict = None                         # lab/vmcore.py, for a capture
 
     def steps(self, step):
         """Record groups of every run of STEP, in order: [{key: [values]}]."""
@@ -243,11 +245,13 @@ def initramfs(variant):
 
 
 def qemu_command(variant, mem, cmdline, rundir, firmware="dt", icount=False,
-                 smp=2, dtb=None, kernel=None):
+                 smp=2, dtb=None, kernel=None, disk=None):
     """The full QEMU command line of one guest.  Every device is declared:
-    the PL011 console (into console.log) and the virtio-serial port that
-    carries the results (into results.txt).  A variant built with MTE
-    gets a machine with MTE (tag storage), as MTE hardware would."""
+    the PL011 console (into console.log), the virtio-serial port that
+    carries the results (into results.txt) and, with DISK (a raw image
+    file), the virtio disk the capture kernel writes its dumps to.  A
+    variant built with MTE gets a machine with MTE (tag storage), as MTE
+    hardware would."""
     try:
         mte = variants.config_value(variant, "CONFIG_ARM64_MTE") == "y"
     except variants.UnknownVariant as e:
@@ -264,6 +268,9 @@ def qemu_command(variant, mem, cmdline, rundir, firmware="dt", icount=False,
         "-device", "virtio-serial-device",
         "-chardev", "file,id=lab,path=" + os.path.join(rundir, "results.txt"),
         "-device", "virtserialport,chardev=lab,name=lab"]
+    if disk:
+        cmd += ["-drive", "file=%s,if=none,format=raw,id=dump,cache=unsafe" % disk,
+                "-device", "virtio-blk-device,drive=dump"]
     if firmware == "uefi":
         if not os.path.exists(EFI_FW):
             raise LabError("%s is missing; run 'make deps' as root (package qemu-efi-aarch64)"
@@ -280,24 +287,31 @@ def qemu_command(variant, mem, cmdline, rundir, firmware="dt", icount=False,
 
 def run_guest(name, variant="series", mem="8G", cmdline="", steps=(),
               marker=None, firmware="dt", icount=False, timeout=300, smp=2,
-              dtb=None, kernel=None):
+              dtb=None, kernel=None, disk_bytes=0):
     """Boot one guest and return its Result.  Never raises: a hang or a
     guest that dies without its final record is NO_RESULT; a host-side
     failure (no Image, QEMU does not start) is LAB_ERROR with one line
     that names the step and its log.  KERNEL boots another Image with
-    VARIANT's initramfs (and capture kernel)."""
+    VARIANT's initramfs (and capture kernel).  DISK_BYTES: the size of
+    the (sparse) disk image, dump.img in the run directory, that the
+    capture kernel writes its dumps to; see lab/vmcore.py."""
     rundir = os.path.join(BUILD, "runs", name)
     os.makedirs(rundir, exist_ok=True)
-    for f in ("console.log", "results.txt", "qemu.err"):
+    for f in ("console.log", "results.txt", "qemu.err", DISK_IMAGE):
         p = os.path.join(rundir, f)
         if os.path.exists(p):
             os.unlink(p)
     marker = marker or "m%x" % (int(time.time() * 1000) & 0xffffffff)
     full = "console=ttyAMA0 panic=1 " + cmdline
     full += " lab.steps=%s lab.marker=%s" % (",".join(steps) or "none", marker)
+    disk = None
+    if disk_bytes:
+        disk = os.path.join(rundir, DISK_IMAGE)
+        with open(disk, "wb") as f:
+            f.truncate(disk_bytes)
     try:
         cmd = qemu_command(variant, mem, full.strip(), rundir, firmware, icount,
-                           smp, dtb, kernel)
+                           smp, dtb, kernel, disk)
     except LabError as e:
         return Result(name, LAB_ERROR, [], os.path.join(rundir, "console.log"), 0.0,
                       error=str(e))

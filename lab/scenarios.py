@@ -37,7 +37,7 @@ ST_SHRINK = "shrink_returns_memory"
 
 def sc(variant="series", mem="8G", cmdline="", steps=(), shape=None, regions=None,
        log=None, control=None, firmware="dt", dma_bits=None, rodata="on",
-       invalid_elsewhere=False, selftest=None):
+       invalid_elsewhere=False, selftest=None, fulldump=False):
     """A scenario.  regions: the crash regions expected in /proc/iomem, as
     (size, lowest start, highest end); log: a substring the kernel log must
     have; control: the scenario whose boot is this one's control;
@@ -45,11 +45,15 @@ def sc(variant="series", mem="8G", cmdline="", steps=(), shape=None, regions=Non
     dma_bits: boot with a device tree whose dma-ranges limit DMA to that;
     invalid_elsewhere: debug_pagealloc unmaps free pages and KFENCE its
     guard pages (see checks.check_loads); selftest: {test: outcome}
-    overriding the expected kselftest outcomes (see selftest_expect)."""
+    overriding the expected kselftest outcomes (see selftest_expect);
+    fulldump: the capture also exports the ELF /proc/vmcore, and a
+    "pattern:MIB" step's range is the rebuilt slot (lab.slot)."""
+    if fulldump:
+        cmdline += " lab.fulldump=1 lab.slot=%d" % variants.split_slot_size(variant)
     return dict(variant=variant, mem=mem, cmdline=("rodata=%s " % rodata + cmdline).strip(),
                 steps=list(steps), shape=shape, regions=regions, log=log, control=control,
                 firmware=firmware, dma_bits=dma_bits, invalid_elsewhere=invalid_elsewhere,
-                selftest=selftest or {})
+                selftest=selftest or {}, fulldump=fulldump)
 
 
 SCENARIOS = {
@@ -86,6 +90,12 @@ SCENARIOS = {
                          regions=[(128 * MIB, 0, G4), (GIB, G4, TOP48)]),
     "crash-fixed": sc(cmdline="crashkernel=256M@0x60000000", steps=["load-c", "crash"],
                       regions=[(256 * MIB, 0x60000000, 0x70000000)]),
+    # A small guest whose whole ELF /proc/vmcore leaves it too: a pattern
+    # that names its own physical addresses, written into the slot the
+    # series rebuilt, is read back from the unfiltered dump with crash.
+    "crash-fulldump-1G": sc(mem="1G", cmdline="crashkernel=256M",
+                            steps=["pattern:64", "load-c", "crash"],
+                            regions=[(256 * MIB, 0, G4)], fulldump=True),
     # Bad input: nothing reserved, a log line with the reason, blocks kept.
     "bad-garbage": sc(cmdline="crashkernel=foo", shape="nothing",
                       log="invalid crashkernel= value, nothing reserved"),
@@ -192,6 +202,27 @@ SCENARIOS = {
     "base-plain-512M": sc("base", cmdline="crashkernel=512M",
                           steps=["load-c", "unload", "selftest"], shape="shape",
                           regions=[(512 * MIB, 0, G4)], selftest={ST_LIMIT: "fail"}),
+    # Its dumps, of every layout, as crash sees them: the reference.
+    "base-crash-plain-512M": sc("base", cmdline="crashkernel=512M", steps=["load-c", "crash"],
+                                regions=[(512 * MIB, 0, G4)]),
+    "base-crash-high-low": sc("base", cmdline="crashkernel=1G,high crashkernel=128M,low",
+                              steps=["load-s", "crash"],
+                              regions=[(128 * MIB, 0, G4), (GIB, G4, TOP48)]),
+    "base-crash-fixed": sc("base", cmdline="crashkernel=256M@0x60000000",
+                           steps=["load-c", "crash"],
+                           regions=[(256 * MIB, 0x60000000, 0x70000000)]),
+    "base-crash-plain-uefi": sc("base", firmware="uefi", cmdline="crashkernel=512M",
+                                steps=["load-s", "crash"], regions=[(512 * MIB, 0, G4)]),
+    "base-crash-high-low-uefi": sc("base", firmware="uefi",
+                                   cmdline="crashkernel=1G,high crashkernel=128M,low",
+                                   steps=["load-c", "crash"],
+                                   regions=[(128 * MIB, 0, G4), (GIB, G4, TOP48)]),
+    "base-crash-fixed-uefi": sc("base", firmware="uefi", cmdline="crashkernel=256M@0x60000000",
+                                steps=["load-c", "crash"],
+                                regions=[(256 * MIB, 0x60000000, 0x70000000)]),
+    "base-crash-fulldump-1G": sc("base", mem="1G", cmdline="crashkernel=256M",
+                                 steps=["pattern:64", "load-c", "crash"],
+                                 regions=[(256 * MIB, 0, G4)], fulldump=True),
 }
 
 
@@ -280,6 +311,11 @@ def variants_used(full=False):
     other than base and series, which every run builds."""
     return sorted({s["variant"] for n, s in SCENARIOS.items()
                    if full or n not in FULL_ONLY} - {"base", "series"})
+
+
+def has_crash(name):
+    """Does scenario NAME crash (and so export a dump for crash)?"""
+    return "crash" in [st.split(":")[0] for st in SCENARIOS[name]["steps"]]
 
 
 def control_of(name):
@@ -386,6 +422,14 @@ def _evaluate(c, name, spec, res, results, image_size):
         C.check_selftest(c, res, selftest_expect(spec))
     if "crash" in kinds:
         C.check_capture(c, res)
+        v = spec["variant"]
+        blocks = None
+        if variants.is_base(v) or variants.levels(v) == 2 or shape == "forced":
+            blocks = False    # page-mapped everywhere (two levels: see patch 5)
+        elif not spec["invalid_elsewhere"] and "rodata=full" not in spec["cmdline"]:
+            blocks = True
+        C.check_analysis(c, res, page, variants.split_slot_size(v),
+                         spec["invalid_elsewhere"], blocks)
     if "shrink" in kinds:
         sizes = [int(st.split(":", 1)[1]) for st in steps if st.startswith("shrink:")]
         C.check_shrink(c, res, sizes[0])

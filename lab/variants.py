@@ -104,6 +104,19 @@ def levels(name):
     return (va_bits(name) - 4) // (shift - 3)
 
 
+def split_slot_size(name):
+    """The size of the linear-map slot the series rebuilds around a crash
+    region page-mapped late (SPLIT_SLOT_SIZE in arch/arm64/mm/mmu.c): the
+    area of one entry of the level above the PMD (with a folded PUD, of
+    the PGD), or with two levels a contiguous run of PMD entries."""
+    shift = page_size(name).bit_length() - 1
+    pmd_shift = 2 * shift - 3
+    if levels(name) == 2:
+        cont_pmds = {12: 16, 14: 32, 16: 32}[shift]
+        return cont_pmds << pmd_shift
+    return 1 << (pmd_shift + shift - 3)
+
+
 def main(argv):
     if argv[:1] == ["list"] and len(argv) == 1:
         print("\n".join(names()))

@@ -20,6 +20,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lab"))
 import lab  # noqa: E402
 import scenarios as SC  # noqa: E402
+import vmcore  # noqa: E402
 
 def unit_checks():
     """The host-side unit tests, as checks: the linear-map classifier
@@ -107,8 +108,17 @@ def main():
         except lab.LabError as e:
             r = lab.Result(n, lab.LAB_ERROR, [], "(not booted)", 0.0, error=str(e))
         else:
+            # A crash scenario's guest gets a disk for its dumps (sparse).
+            disk = lab.parse_size(s["mem"]) + (64 << 20) if SC.has_crash(n) else 0
             r = lab.run_guest(n, s["variant"], s["mem"], s["cmdline"], s["steps"],
-                              firmware=s["firmware"], dtb=dtb, timeout=args.timeout)
+                              firmware=s["firmware"], dtb=dtb, timeout=args.timeout,
+                              disk_bytes=disk)
+            if disk and r.outcome == lab.DONE:
+                lab.progress("  %s: opening the dump with crash" % n)
+                r.analysis = vmcore.analyse(r, s["variant"], os.path.dirname(r.console))
+                for name, a in sorted(r.analysis.items()):
+                    lab.progress("  %s: crash on the %s dump: %s" % (
+                        n, name, a.error or "%.0fs" % a.seconds))
         if r.outcome == lab.LAB_ERROR:
             lab.progress("  %s: ERROR: %s" % (n, r.error))
         else:
@@ -126,7 +136,9 @@ def main():
                             "final record); console: %s" % (n, r.console))
         elif r.outcome == lab.LAB_ERROR:
             comments.append("# %s: ERROR: %s" % (n, r.error))
-        for chk, ok, detail in SC.evaluate(n, results).results:
+        ev = SC.evaluate(n, results)
+        comments += ["# %s: %s" % (n, note) for note in ev.notes]
+        for chk, ok, detail in ev.results:
             checks.append(("%s: %s" % (n, chk), ok, detail))
 
     print("TAP version 13")

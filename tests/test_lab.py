@@ -177,6 +177,10 @@ class RecordedCrashRun(unittest.TestCase):
         self.spec_steps = ["load-c", "crash"]
 
     def evaluate(self, res, name="crash-plain-512M"):
+        # crash's view of the dump is CrashAnalysis's subject, on a sample
+        # recorded with it; here only the guest's own records are checked.
+        import vmcore
+        res.analysis = {"kdump": vmcore.Analysis(error="not analysed: unit test")}
         return SC.evaluate(name, {name: res}, image_size=IMAGE).failed()
 
     def test_outcome_and_regions(self):
@@ -423,7 +427,8 @@ class ScenarioTable(unittest.TestCase):
                 self.assertIn(SC.control_of(name), SC.SCENARIOS, name)
             for st in s["steps"]:
                 self.assertIn(st.split(":")[0], ("load-c", "load-s", "unload", "selftest",
-                                                 "crash", "shrink", "report", "dump"), name)
+                                                 "crash", "shrink", "report", "dump",
+                                                 "pattern"), name)
 
     def test_every_layout_is_crashed_on_dt_and_uefi(self):
         def crashed(pred):
@@ -437,3 +442,145 @@ class ScenarioTable(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class CrashAnalysis(unittest.TestCase):
+    """check_analysis on what crash printed for a recorded capture (the -d 31
+    dump of crash-fulldump-1G, series, 4K pages) and on doctored copies:
+    each check fails on its bad sample."""
+
+    RES = "results-crash-fulldump-1G.txt"
+    OUT = os.path.join("crash", "crash-fulldump-1G-kdump.out.gz")
+
+    def analysis(self, res, edit=None):
+        import gzip
+        import vmcore
+        with gzip.open(os.path.join(DATA, self.OUT), "rt") as f:
+            text = f.read()
+        if edit:
+            text = edit(text)
+        info = vmcore.vmcoreinfo(res)
+        return vmcore.Analysis(dump="dump.kdump", outputs=vmcore.split_outputs(text), rc=0,
+                               vtop_points=vmcore.vtop_points(res, info),
+                               transfer=[("kdump_transferred_intact", True, "")])
+
+    def failed_on(self, res=None, edit=None, blocks=True):
+        res = res or recorded(self.RES)
+        # The pattern step is checked against the ELF dump; this is the
+        # filtered one.
+        res.analysis = {"kdump": self.analysis(res, edit)}
+        return failed(C.check_analysis, res, 4096, 1 << 30, False, blocks)
+
+    def test_recorded_passes(self):
+        self.assertEqual(self.failed_on(), [])
+
+    def test_recorded_has_every_kind_of_point(self):
+        import vmcore
+        res = recorded(self.RES)
+        a = self.analysis(res)
+        walks = {}
+        for k, t in a.outputs.items():
+            if k.startswith("vtop"):
+                walks.update(vmcore.parse_vtop(t))
+        self.assertEqual(len(walks), 512)   # 1 GiB of RAM, every 2 MiB
+        self.assertTrue(any(w.block == "2MB" for w in walks.values()))
+        self.assertTrue(any(w.pa is not None and not w.block for w in walks.values()))
+        self.assertTrue(any(w.pa is None for w in walks.values()))
+
+    def test_other_release(self):
+        self.assertIn("crash_sys_release_is_first_kernel",
+                      self.failed_on(edit=lambda t: t.replace("RELEASE: 6.1.192",
+                                                              "RELEASE: 6.1.191")))
+
+    def test_other_panic(self):
+        self.assertIn("crash_sys_panic_is_sysrq",
+                      self.failed_on(edit=lambda t: t.replace("sysrq triggered crash", "Oops")))
+
+    def test_marker_missing_from_log(self):
+        res = doctored(recorded(self.RES), setval("crash", "marker", "m00000000"))
+        self.assertIn("crash_log_has_marker", self.failed_on(res))
+
+    def test_bt_without_the_sysrq_frame(self):
+        self.assertIn("crash_bt_shows_sysrq_crash",
+                      self.failed_on(edit=lambda t: re.sub(r".*sysrq_handle_crash.*\n", "", t)))
+
+    def test_kmem_total_off_by_one_page(self):
+        self.assertIn("crash_kmem_total_is_memtotal",
+                      self.failed_on(edit=lambda t: t.replace("TOTAL MEM   190422",
+                                                              "TOTAL MEM   190421")))
+
+    def test_walk_to_another_page(self):
+        # One PTE-mapped point walks 4 KiB off.
+        def edit(t):
+            return re.sub(r"(?m)^  PAGE: 40200000$", "  PAGE: 40201000", t, count=1)
+        self.assertIn("crash_vtop_linear_map_consistent", self.failed_on(edit=edit))
+
+    def test_block_of_another_size(self):
+        # A 2 MiB block read as a 1 GiB one: its base is then wrong.
+        def edit(t):
+            return re.sub(r"(?m)^  PAGE: 40600000  \(2MB\)$", "  PAGE: 40600000  (1GB)", t,
+                          count=1)
+        self.assertIn("crash_vtop_linear_map_consistent", self.failed_on(edit=edit))
+
+    def test_points_without_answer(self):
+        def edit(t):
+            return re.sub(r"(?s)===lab:vtop3===.*?(?====lab:)", "===lab:vtop3===\n", t)
+        self.assertIn("crash_vtop_sampled_all_ram", self.failed_on(edit=edit))
+
+    def test_invalid_entry_naming_another_page(self):
+        def edit(t):
+            return t.replace("=> e800006ee00706", "=> e800006ee20706")
+        self.assertIn("crash_vtop_linear_map_consistent", self.failed_on(edit=edit))
+
+    def test_invalid_outside_the_crash_region_and_none_inside(self):
+        # The same dump, but the guest said its crash region was elsewhere.
+        res = doctored(recorded(self.RES), setval("boot", "iomem_crash", "0x50000000-0x60000000"))
+        bad = self.failed_on(res)
+        self.assertIn("crash_vtop_valid_outside_crash_regions", bad)
+        self.assertIn("crash_vtop_capture_kernel_protected", bad)
+
+    def test_no_kernel_alias_records(self):
+        res = doctored(recorded(self.RES), lambda r: None if r.key == "kernel" else r)
+        self.assertIn("crash_vtop_kernel_alias_consistent", self.failed_on(res))
+
+    def test_blocks_where_none_may_be(self):
+        self.assertIn("crash_vtop_sees_no_blocks", self.failed_on(blocks=False))
+
+    def test_transfer_mismatch(self):
+        res = recorded(self.RES)
+        res.analysis = {"kdump": self.analysis(res)}
+        res.analysis["kdump"].transfer = [("kdump_transferred_intact", False, "sha256 differs")]
+        self.assertIn("kdump_transferred_intact",
+                      failed(C.check_analysis, res, 4096, 1 << 30, False, True))
+
+    def test_crash_stopped_early(self):
+        self.assertIn("crash_ran", self.failed_on(
+            edit=lambda t: t[:t.index("===lab:end===")]))
+
+    def test_no_analysis(self):
+        res = recorded(self.RES)
+        self.assertIn("dump_analysed", failed(C.check_analysis, res, 4096, 1 << 30))
+
+    def test_sixteen_k_is_a_note_not_a_pass(self):
+        import vmcore
+        res = recorded(self.RES)
+        res.analysis = {"kdump": vmcore.Analysis(error="not analysed: crash 8.0.2 does not "
+                                                       "support 16K pages")}
+        c = C.Checker("t", "g16k47")
+        C.check_analysis(c, res, 16384, 1 << 36)
+        self.assertEqual([n for n, ok, _ in c.results if ok], [])
+        self.assertEqual(len(c.notes), 1)
+
+    def test_elf_offset(self):
+        import struct
+        import vmcore
+        with tempfile.NamedTemporaryFile() as f:
+            eh = bytearray(64)
+            eh[:5] = b"\x7fELF\x02"
+            struct.pack_into("<Q", eh, 32, 64)
+            struct.pack_into("<HH", eh, 54, 56, 1)
+            ph = struct.pack("<IIQQQQQQ", 1, 0, 0x1000, 0, 0x40000000, 0x100000, 0x100000, 0)
+            f.write(bytes(eh) + ph)
+            f.flush()
+            self.assertEqual(vmcore.elf_offset(f.name, 0x40000010), 0x1010)
+            self.assertIsNone(vmcore.elf_offset(f.name, 0x40100000))

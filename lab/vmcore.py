@@ -1,0 +1,440 @@
+"""Open a capture's dump with crash, the tool kdump users analyse dumps with.
+
+The capture kernel writes its makedumpfile output (and, with lab.fulldump=1,
+the ELF /proc/vmcore) to the raw virtio disk the host gave the guest
+(lab.run_guest disk_bytes); see export_dump in lab/guest/init.  This module
+
+  1. reads the dumps back from the disk image by offset and length and
+     checks each against the SHA-256 the guest computed from its source;
+  2. runs Debian's arm64 `crash` (lab/crashroot.sh) under qemu-user on the
+     variant's own vmlinux (built with debug info, from the same build as
+     the Image the guest booted) and the dump, with one batch of commands:
+     sys, log, bt, kmem -i, ptov, a vtop of every 2 MiB of RAM through the
+     linear map and, for the pattern the guest wrote, rd -p and rd;
+  3. parses what crash printed (parse_* functions, unit-tested on recorded
+     and doctored outputs in tests/).
+
+The checks themselves are in lab/checks.py (check_analysis).  Running crash
+is a host-side step: a failure to run it is an Analysis with .error set,
+which fails the scenario's checks, never an exception.
+"""
+
+import hashlib
+import os
+import re
+import subprocess
+import time
+from dataclasses import dataclass, field
+
+import lab
+import variants
+
+CRASH_ROOT = os.path.join(lab.BUILD, "crash", "root")
+QEMU_USER = "qemu-aarch64-static"
+STEP = 2 << 20          # vtop sampling step through RAM
+PATTERN_MAGIC = 0x4c41425041545432   # lab/guest/pattern.c
+# Page sizes crash 8.0.2 can analyse: it stops on 16K ("16K pages not
+# supported."), so 16K variants get no crash analysis (and say so).
+CRASH_PAGE_SIZES = (4 << 10, 64 << 10)
+
+
+@dataclass
+class Analysis:
+    """What crash made of one dump.  error: why there is no analysis
+    (a host-side step failed); outputs: {key: text} per command."""
+    dump: str = ""
+    error: str = ""
+    outputs: dict = field(default_factory=dict)
+    vtop_points: list = field(default_factory=list)   # [(pa, va)]
+    pattern: list = field(default_factory=list)       # [(pa, va)]
+    seconds: float = 0.0
+    rc: int = None
+    transfer: list = field(default_factory=list)      # [(what, ok, detail)]
+    doctored: str = ""   # how this dump was damaged on purpose: its checks must fail
+
+
+def supported(variant):
+    """None when crash can analyse VARIANT's dumps, else why not."""
+    if variants.page_size(variant) not in CRASH_PAGE_SIZES:
+        return "crash 8.0.2 does not support %dK pages" % (variants.page_size(variant) >> 10)
+    return None
+
+
+def vmlinux(variant):
+    return os.path.join(variants.describe(variant)["out"], "vmlinux")
+
+
+def sha256_range(path, offset, length, out=None):
+    """SHA-256 of LENGTH bytes of PATH from OFFSET, optionally copied to OUT;
+    None when the file is shorter."""
+    h = hashlib.sha256()
+    left = length
+    dst = open(out, "wb") if out else None
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            while left:
+                b = f.read(min(left, 8 << 20))
+                if not b:
+                    return None
+                h.update(b)
+                if dst:
+                    dst.write(b)
+                left -= len(b)
+    finally:
+        if dst:
+            dst.close()
+    return h.hexdigest()
+
+
+def extract(res, rundir):
+    """Copy the dumps out of RUNDIR's disk image.  Returns ({name: path},
+    [(check, ok, detail)]): the -d 31 dump as "kdump" and, when the guest
+    exported it, the ELF vmcore as "elf"."""
+    disk = os.path.join(rundir, lab.DISK_IMAGE)
+    paths, checks = {}, []
+    specs = [("kdump", 0, res.first("capture", "dump_bytes"),
+              res.first("capture", "dump_sha256"), res.first("capture", "dump_export_rc"))]
+    if res.first("capture", "vmcore_offset") is not None:
+        specs.append(("elf", res.first("capture", "vmcore_offset"), res.first("capture", "vmcore"),
+                      res.first("capture", "vmcore_sha256"),
+                      res.first("capture", "vmcore_export_rc")))
+    for name, off, size, want, rc in specs:
+        out = os.path.join(rundir, "dump." + name)
+        try:
+            off, size = int(off), int(size)
+        except (TypeError, ValueError):
+            checks.append(("%s_exported" % name, False,
+                           "no size/offset records (%r, %r)" % (off, size)))
+            continue
+        if rc != "0" or not want or not os.path.exists(disk):
+            checks.append(("%s_exported" % name, False,
+                           "guest dd exit %r, sha256 %r, disk %s" % (rc, want, disk)))
+            continue
+        got = sha256_range(disk, off, size, out)
+        ok = got == want
+        checks.append(("%s_transferred_intact" % name, ok,
+                       "sha256 on the host %s, in the guest %s (%d bytes at %d)"
+                       % (got, want, size, off)))
+        if ok:
+            paths[name] = out
+    return paths, checks
+
+
+def vmcoreinfo(res):
+    """{key: value} of the VMCOREINFO lines the capture kernel reported."""
+    out = {}
+    for v in res.all("capture", "vmcoreinfo"):
+        if "=" in v:
+            k, val = v.split("=", 1)
+            out[k] = val
+    return out
+
+
+def linear_va(pa, info):
+    """The linear-map address of PA: (PA - PHYS_OFFSET) | PAGE_OFFSET, with
+    PAGE_OFFSET = -(1 << VA_BITS), as __phys_to_virt() computes it."""
+    va_bits = int(info["NUMBER(VA_BITS)"])
+    phys_offset = int(info["NUMBER(PHYS_OFFSET)"], 0)
+    page_offset = (1 << 64) - (1 << va_bits)
+    return (pa - phys_offset) | page_offset
+
+
+def linear_pa(va, info):
+    """The physical address of linear-map address VA (the inverse of
+    linear_va), or None when VA is below PAGE_OFFSET."""
+    page_offset = (1 << 64) - (1 << int(info["NUMBER(VA_BITS)"]))
+    if va < page_offset:
+        return None
+    return va - page_offset + int(info["NUMBER(PHYS_OFFSET)"], 0)
+
+
+def ram_ranges(res):
+    return sorted(tuple(int(x, 16) for x in v.split("-")) for v in res.all("boot", "ram"))
+
+
+def vtop_points(res, info):
+    """[(pa, va)] every STEP through System RAM."""
+    pts = []
+    for s, e in ram_ranges(res):
+        pa = (s + STEP - 1) // STEP * STEP
+        while pa < e:
+            pts.append((pa, linear_va(pa, info)))
+            pa += STEP
+    return pts
+
+
+def pattern_pages(res, info):
+    return [(int(v, 16), linear_va(int(v, 16), info)) for v in res.all("pattern", "page")]
+
+
+def crash_command(vmlinux_path, dump, cmdfile):
+    return [QEMU_USER, "-L", CRASH_ROOT, os.path.join(CRASH_ROOT, "usr/bin/crash"),
+            "-s", "--no_scroll", "-i", cmdfile, vmlinux_path, dump]
+
+
+SEP = "===lab:%s==="
+
+
+def run_crash(vmlinux_path, dump, commands, outdir, timeout=600):
+    """Run crash once with COMMANDS [(key, command)]; ({key: text}, rc,
+    seconds, error).  Each command's output is delimited by a marker that
+    crash's own `echo`-less command set can still print: a gdb echo."""
+    os.makedirs(outdir, exist_ok=True)
+    cmdfile = os.path.join(outdir, "crash.cmds")
+    with open(cmdfile, "w") as f:
+        for key, cmd in commands:
+            f.write("gdb echo %s\\n\n" % (SEP % key))
+            f.write(cmd + "\n")
+        f.write("gdb echo %s\\n\n" % (SEP % "end"))
+        f.write("exit\n")
+    log = os.path.join(outdir, "crash.out")
+    t = time.time()
+    try:
+        with open(log, "w") as f:
+            p = subprocess.run(crash_command(vmlinux_path, dump, cmdfile), stdin=subprocess.DEVNULL,
+                               stdout=f, stderr=subprocess.STDOUT, timeout=timeout)
+        rc = p.returncode
+    except subprocess.TimeoutExpired:
+        return {}, None, time.time() - t, "crash did not finish in %ds; log: %s" % (timeout, log)
+    except OSError as e:
+        return {}, None, 0.0, "cannot run %s: %s (run 'make deps' as root)" % (QEMU_USER, e.strerror)
+    secs = time.time() - t
+    with open(log, errors="replace") as f:
+        text = f.read()
+    return split_outputs(text), rc, secs, ""
+
+
+def split_outputs(text):
+    """{key: text} from crash's output with SEP markers; "_head" is what
+    came before the first marker (crash's own start-up messages)."""
+    out = {}
+    key = "_head"
+    buf = []
+    for line in text.splitlines():
+        m = re.fullmatch(r"===lab:([\w.-]+)===", line.strip())
+        if m:
+            out[key] = "\n".join(buf)
+            key, buf = m.group(1), []
+        else:
+            buf.append(line)
+    out[key] = "\n".join(buf)
+    return out
+
+
+def analyse(res, variant, rundir, timeout=600):
+    """Extract the dumps of RES and run crash on them.  Returns an Analysis
+    (one per dump: {"kdump": Analysis, "elf": Analysis})."""
+    out = {}
+    why = supported(variant)
+    if why:
+        return {"kdump": Analysis(error="not analysed: " + why)}
+    paths, transfer = extract(res, rundir)
+    info = vmcoreinfo(res)
+    vml = vmlinux(variant)
+    for name in ("kdump", "elf"):
+        if name == "elf" and res.first("capture", "vmcore_offset") is None:
+            continue
+        a = Analysis(transfer=[t for t in transfer if t[0].startswith(name)])
+        out[name] = a
+        if name not in paths:
+            a.error = "no %s dump to analyse" % name
+            continue
+        a.dump = paths[name]
+        if not os.path.exists(vml):
+            a.error = "%s is missing (lab/build.sh %s)" % (vml, variant)
+            continue
+        try:
+            a.vtop_points = vtop_points(res, info)
+            a.pattern = pattern_pages(res, info) if name == "elf" else []
+        except (KeyError, ValueError) as e:
+            a.error = "cannot compute linear-map addresses from VMCOREINFO %r: %s" % (info, e)
+            continue
+        a.outputs, a.rc, a.seconds, a.error = run_crash(
+            vml, a.dump, commands(res, a), os.path.join(rundir, "crash-" + name), timeout)
+    if "elf" in out and not out["elf"].error and not out["kdump"].error:
+        out.update(doctor(res, out, vml, rundir, info, timeout))
+    # The disk image is as large as the guest's RAM (sparse); the dumps
+    # are out of it now.  The ELF one is as large as RAM too: only the
+    # -d 31 dump is kept.
+    for f in (lab.DISK_IMAGE, "dump.elf"):
+        if os.path.exists(os.path.join(rundir, f)):
+            os.unlink(os.path.join(rundir, f))
+    return out
+
+
+def elf_offset(path, pa):
+    """The file offset of physical address PA in the ELF core PATH, from its
+    PT_LOAD program headers; None when no segment holds it."""
+    import struct
+    with open(path, "rb") as f:
+        eh = f.read(64)
+        if eh[:4] != b"\x7fELF" or eh[4] != 2:
+            return None
+        phoff, = struct.unpack_from("<Q", eh, 32)
+        phentsize, phnum = struct.unpack_from("<HH", eh, 54)
+        f.seek(phoff)
+        for _ in range(phnum):
+            ph = f.read(phentsize)
+            ptype, _, off, _, paddr, filesz = struct.unpack_from("<IIQQQQ", ph)
+            if ptype == 1 and paddr <= pa < paddr + filesz:
+                return off + pa - paddr
+    return None
+
+
+def doctor(res, good, vml, rundir, info, timeout):
+    """Damaged copies of the dumps, analysed like the real ones; their
+    checks must fail (lab/checks.py check_analysis):
+      kdump-truncated   the -d 31 dump cut to half its length;
+      elf-pte-flipped   in the ELF dump, the page-table entry that maps one
+                        sampled linear-map address (outside the crash
+                        regions, mapped by a PTE) points 2 MiB further."""
+    out = {}
+    k = good["kdump"]
+    t = Analysis(dump=k.dump + ".truncated", doctored="the -d 31 dump cut to half its length",
+                 vtop_points=k.vtop_points)
+    with open(k.dump, "rb") as src, open(t.dump, "wb") as dst:
+        dst.write(src.read(os.path.getsize(k.dump) // 2))
+    t.outputs, t.rc, t.seconds, t.error = run_crash(
+        vml, t.dump, commands(res, t), os.path.join(rundir, "crash-kdump-truncated"), timeout)
+    os.unlink(t.dump)
+    out["kdump-truncated"] = t
+
+    e = good["elf"]
+    walks = {}
+    for key, text in e.outputs.items():
+        if key.startswith("vtop"):
+            walks.update(parse_vtop(text))
+    crash = [tuple(int(x, 16) for x in v.split("-")) for v in res.all("boot", "iomem_crash")]
+    f = Analysis(dump=e.dump, doctored="", vtop_points=[])
+    for pa, va in e.vtop_points:
+        w = walks.get(va)
+        if w and w.pa == pa and not w.block and w.entry_ptr and \
+                not any(s <= pa < x for s, x in crash):
+            ptr_pa = linear_pa(w.entry_ptr, info)
+            off = elf_offset(e.dump, ptr_pa) if ptr_pa is not None else None
+            if off is not None:
+                f.vtop_points = [(pa, va)]
+                break
+    if not f.vtop_points:
+        f.error = "no PTE-mapped sample outside the crash regions to damage"
+        out["elf-pte-flipped"] = f
+        return out
+    import struct
+    with open(e.dump, "r+b") as fd:
+        fd.seek(off)
+        val, = struct.unpack("<Q", fd.read(8))
+        fd.seek(off)
+        fd.write(struct.pack("<Q", val ^ (2 << 20)))
+    f.doctored = ("the PTE mapping %#x (at physical %#x, file offset %#x) changed from %#x "
+                  "to %#x" % (f.vtop_points[0][1], ptr_pa, off, val, val ^ (2 << 20)))
+    f.outputs, f.rc, f.seconds, f.error = run_crash(
+        vml, f.dump, commands(res, f), os.path.join(rundir, "crash-elf-pte-flipped"), timeout)
+    out["elf-pte-flipped"] = f
+    return out
+
+
+def commands(res, a):
+    cmds = [("sys", "sys"), ("log", "log"), ("bt", "bt"), ("kmem", "kmem -i")]
+    # crash's vtop stops at the first address whose entry is invalid
+    # ("cannot determine swap location"), so the addresses of the crash
+    # regions, where the loaded capture kernel is unmapped, get one
+    # command each, and the others go 64 to a command.
+    crash = [tuple(int(x, 16) for x in v.split("-")) for v in res.all("boot", "iomem_crash")]
+    alone = [va for pa, va in a.vtop_points if any(s <= pa < e for s, e in crash)]
+    batch = [va for pa, va in a.vtop_points if not any(s <= pa < e for s, e in crash)]
+    for i in range(0, len(batch), 64):
+        cmds.append(("vtop%d" % (i // 64), "vtop " + " ".join("%#x" % va
+                                                              for va in batch[i:i + 64])))
+    for i, va in enumerate(alone):
+        cmds.append(("vtopc%d" % i, "vtop %#x" % va))
+    for i, (pa, va) in enumerate(a.pattern):
+        cmds.append(("rdp%d" % i, "rd -p %#x 4" % pa))
+        cmds.append(("rdv%d" % i, "rd %#x 4" % va))
+    return cmds
+
+
+# ---------------------------------------------------------------------------
+# Parsers of crash's output.  Each returns None (or an empty result) when
+# the text is not what crash prints, so that a check fails with the reason.
+# ---------------------------------------------------------------------------
+
+def parse_sys(text):
+    """{FIELD: value} of `sys` ("RELEASE: 6.1.0", "PANIC: ...")."""
+    out = {}
+    for line in (text or "").splitlines():
+        m = re.match(r"^\s*([A-Z][A-Z ]*[A-Z]):\s(.*)$", line)
+        if m:
+            out[m.group(1)] = m.group(2).strip()
+    return out
+
+
+def parse_bt(text):
+    """The function names of `bt`'s frames, innermost first."""
+    return re.findall(r"^\s*#\d+\s+\[[0-9a-f]+\]\s+([\w.]+)", text or "", re.M)
+
+
+def parse_kmem_total(text):
+    """TOTAL MEM of `kmem -i`, in pages; None if absent."""
+    m = re.search(r"^\s*TOTAL MEM\s+(\d+)\s", text or "", re.M)
+    return int(m.group(1)) if m else None
+
+
+@dataclass
+class Walk:
+    """One address's walk in `vtop`: pa is the physical address crash's
+    walk of the dump's page tables found (its PAGE: line; the PHYSICAL
+    column is computed, not walked), None when the walk ended on an
+    invalid or empty entry; block the block size label ("2MB", "1GB",
+    "512MB") when a block entry mapped it; entry and entry_ptr the last
+    entry the walk read (value, and its kernel address)."""
+    pa: int = None
+    block: str = None
+    entry: int = None
+    entry_ptr: int = None
+
+
+def parse_vtop(text):
+    """{va: Walk} from `vtop` of kernel addresses."""
+    out = {}
+    cur = None
+    for line in (text or "").splitlines():
+        m = re.match(r"^([0-9a-f]{16})\s+([0-9a-f]+)\s*$", line)
+        if m:
+            cur = Walk()
+            out[int(m.group(1), 16)] = cur
+            continue
+        if cur is None:
+            continue
+        m = re.match(r"^\s*(PGD|PUD|PMD|PTE):\s+([0-9a-f]+)\s+=>\s+([0-9a-f]+)\s*$", line)
+        if m:
+            cur.entry_ptr, cur.entry = int(m.group(2), 16), int(m.group(3), 16)
+            continue
+        m = re.match(r"^\s*PAGE:\s+([0-9a-f]+)(?:\s+\((\w+)\))?\s*$", line)
+        if m:
+            cur.pa, cur.block = int(m.group(1), 16), m.group(2)
+    return out
+
+
+def parse_rd(text):
+    """[words] of `rd ... 4` (64-bit words, in order)."""
+    words = []
+    for line in (text or "").splitlines():
+        m = re.match(r"^\s*[0-9a-f]+:\s+((?:[0-9a-f]{16}\s*)+)", line)
+        if m:
+            words += [int(w, 16) for w in m.group(1).split()]
+    return words
+
+
+def pattern_words(pa, n=4):
+    return [(pa + 8 * i) ^ PATTERN_MAGIC for i in range(n)]
+
+
+def crash_errors(outputs):
+    """crash's own error lines ("crash: ...", "... invalid ...") in any output."""
+    errs = []
+    for key, text in outputs.items():
+        for line in (text or "").splitlines():
+            if re.match(r"^(crash|vtop|rd|kmem|bt|log|sys|ptov): ", line):
+                errs.append("%s: %s" % (key, line.strip()))
+    return errs
