@@ -15,7 +15,7 @@ CMDLINE ?= rodata=on crashkernel=512M
 export LAB_T0 := $(shell date +%s)
 export _lab_t0 := $(LAB_T0)
 
-.PHONY: run test test-full unit bench deps tree build guest patches check matrix fresh-check clean
+.PHONY: run test test-full unit bench bench-crash deps tree build guest patches check matrix fresh-check clean
 
 deps:
 	@lab/deps.sh
@@ -51,6 +51,10 @@ test-full: guest
 
 bench: guest
 	@python3 bench/bench.py
+
+# crash on the dumps of every layout, base against series: sizes and times.
+bench-crash: guest
+	@python3 bench/crash.py
 
 patches:
 	@lab/patches.sh

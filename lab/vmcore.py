@@ -336,18 +336,12 @@ def doctor(res, good, vml, rundir, info, timeout):
 
 def commands(res, a):
     cmds = [("sys", "sys"), ("log", "log"), ("bt", "bt"), ("kmem", "kmem -i")]
-    # crash's vtop stops at the first address whose entry is invalid
-    # ("cannot determine swap location"), so the addresses of the crash
-    # regions, where the loaded capture kernel is unmapped, get one
-    # command each, and the others go 64 to a command.
-    crash = [tuple(int(x, 16) for x in v.split("-")) for v in res.all("boot", "iomem_crash")]
-    alone = [va for pa, va in a.vtop_points if any(s <= pa < e for s, e in crash)]
-    batch = [va for pa, va in a.vtop_points if not any(s <= pa < e for s, e in crash)]
-    for i in range(0, len(batch), 64):
-        cmds.append(("vtop%d" % (i // 64), "vtop " + " ".join("%#x" % va
-                                                              for va in batch[i:i + 64])))
-    for i, va in enumerate(alone):
-        cmds.append(("vtopc%d" % i, "vtop %#x" % va))
+    # One address per command: crash's vtop stops at the first address
+    # whose entry is invalid ("cannot determine swap location"), as the
+    # loaded capture kernel's pages are, or free pages with
+    # debug_pagealloc.
+    for i, (_, va) in enumerate(a.vtop_points):
+        cmds.append(("vtop%d" % i, "vtop %#x" % va))
     for i, (pa, va) in enumerate(a.pattern):
         cmds.append(("rdp%d" % i, "rd -p %#x 4" % pa))
         cmds.append(("rdv%d" % i, "rd %#x 4" % va))
