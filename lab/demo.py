@@ -109,15 +109,17 @@ def analyse(r, variant, m):
     c = checks.Checker(r.name, variant)
     checks.check_analysis(c, r, variants.page_size(variant), variants.split_slot_size(variant))
     a = r.analysis["kdump"]
-    print("-- crash %s on the dump (%s bytes, %.0fs):"
-          % (a.dump and "opened" or "could not open", r.first("capture", "dump_bytes"),
-             a.seconds))
+    print("-- crash on the dump (%s bytes; %s; %.0fs):"
+          % (r.first("capture", "dump_bytes"), a.error or "opened", a.seconds))
     sysout = [ln for ln in (a.outputs.get("sys") or "").splitlines() if ln.strip()]
+    print("   crash> sys")
     for line in sysout[:14]:
-        print("   crash> sys  " + line.strip())
+        print("   " + line)
     log = [ln for ln in (a.outputs.get("log") or "").splitlines() if ln.strip()]
-    for line in log[-4:]:
-        print("   crash> log  " + line.strip())
+    marker = [ln for ln in log if "lab marker" in ln]
+    print("   crash> log   (the marker line, then the last lines)")
+    for line in marker[-1:] + ["   ..."] + log[-4:]:
+        print("   " + line)
     n = len(a.vtop_points)
     bad = c.failed()
     print("-- crash checks: %d of %d hold (vtop of %d linear-map addresses among them)%s"

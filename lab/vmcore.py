@@ -223,8 +223,9 @@ def split_outputs(text):
 
 
 def analyse(res, variant, rundir, timeout=600):
-    """Extract the dumps of RES and run crash on them.  Returns an Analysis
-    (one per dump: {"kdump": Analysis, "elf": Analysis})."""
+    """Extract the dumps of RES and run crash on them.  Returns {name:
+    Analysis}: "kdump" (the -d 31 dump), "elf" (the ELF vmcore, when the
+    guest exported it) and the damaged copies of doctor()."""
     out = {}
     why = supported(variant)
     if why:
@@ -243,6 +244,9 @@ def analyse(res, variant, rundir, timeout=600):
         a.dump = paths[name]
         if not os.path.exists(vml):
             a.error = "%s is missing (lab/build.sh %s)" % (vml, variant)
+            continue
+        if not os.path.exists(os.path.join(CRASH_ROOT, "usr/bin/crash")):
+            a.error = "%s has no crash; run lab/crashroot.sh" % CRASH_ROOT
             continue
         try:
             a.vtop_points = vtop_points(res, info)

@@ -138,6 +138,10 @@ def main():
             comments.append("# %s: ERROR: %s" % (n, r.error))
         ev = SC.evaluate(n, results)
         comments += ["# %s: %s" % (n, note) for note in ev.notes]
+        # A dump is kept only where a check failed (it is tens of MiB).
+        dump = os.path.join(os.path.dirname(r.console), "dump.kdump")
+        if not ev.failed() and os.path.exists(dump):
+            os.unlink(dump)
         for chk, ok, detail in ev.results:
             checks.append(("%s: %s" % (n, chk), ok, detail))
 
