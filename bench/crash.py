@@ -29,7 +29,7 @@ OUT = os.path.join(HERE, "results", "crash.md")
 PAIRS = [("low only, crashkernel=512M", "base-crash-plain-512M", "crash-plain-512M"),
          ("1G,high + 128M,low", "base-crash-high-low", "crash-high-low"),
          ("fixed base 256M@0x60000000", "base-crash-fixed", "crash-fixed"),
-         ("UEFI, crashkernel=512M", "base-crash-plain-uefi", "plain-512M-uefi"),
+         ("UEFI, crashkernel=512M", "base-crash-plain-uefi", "crash-plain-uefi"),
          ("1G guest, 256M, unfiltered too", "base-crash-fulldump-1G", "crash-fulldump-1G")]
 
 
@@ -57,6 +57,7 @@ def run(name):
                       firmware=s["firmware"], timeout=600,
                       disk_bytes=lab.parse_size(s["mem"]) + (64 << 20))
     if r.outcome != lab.DONE:
+        vmcore.cleanup(os.path.dirname(r.console))
         return r, None
     lab.progress("  %s: opening the dump with crash" % name)
     r.analysis = vmcore.analyse(r, s["variant"], os.path.dirname(r.console))

@@ -92,6 +92,8 @@ def main():
         print("-- capture kernel: no report (see %s)" % r.console)
     if ok:
         ok = analyse(r, a.variant, m)
+    else:
+        vmcore.cleanup(os.path.dirname(r.console))
     print()
     pages = m["pte_outside_crash"]
     print("VERDICT: %s; linear map outside the crash regions: %s in pages%s"
@@ -127,7 +129,7 @@ def analyse(r, variant, m):
              "; FAILED: " + ", ".join(bad) if bad else ""))
     for note in c.notes:
         print("   " + note)
-    return not bad and bool(c.results)
+    return not bad and bool(c.results or c.notes)
 
 
 if __name__ == "__main__":

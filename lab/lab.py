@@ -10,6 +10,7 @@ each scenario runs; tests/ and bench/ drive them.
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -297,10 +298,14 @@ def run_guest(name, variant="series", mem="8G", cmdline="", steps=(),
     capture kernel writes its dumps to; see lab/vmcore.py."""
     rundir = os.path.join(BUILD, "runs", name)
     os.makedirs(rundir, exist_ok=True)
-    for f in ("console.log", "results.txt", "qemu.err", DISK_IMAGE):
+    # Nothing of an earlier run may pass for this one's: its records, its
+    # dumps, crash's outputs on them.
+    for f in os.listdir(rundir):
         p = os.path.join(rundir, f)
-        if os.path.exists(p):
+        if f in ("console.log", "results.txt", "qemu.err") or f.startswith("dump."):
             os.unlink(p)
+        elif f.startswith("crash-") and os.path.isdir(p):
+            shutil.rmtree(p)
     marker = marker or "m%x" % (int(time.time() * 1000) & 0xffffffff)
     full = "console=ttyAMA0 panic=1 " + cmdline
     full += " lab.steps=%s lab.marker=%s" % (",".join(steps) or "none", marker)

@@ -168,6 +168,10 @@ SCENARIOS = {
                         steps=["load-c", "unload", "load-s", "crash"], shape="shape",
                         regions=[(128 * MIB, 0, G4), (GIB, G4, TOP48)],
                         control="control-uefi"),
+    # The same crash without its shape checks (make bench-crash pairs it
+    # with base-crash-plain-uefi).
+    "crash-plain-uefi": sc(firmware="uefi", cmdline="crashkernel=512M",
+                           steps=["load-s", "crash"], regions=[(512 * MIB, 0, G4)]),
     "fixed-256M-uefi": sc(firmware="uefi", cmdline="crashkernel=256M@0x60000000",
                           steps=["load-s", "unload", "load-c", "crash"], shape="shape",
                           regions=[(256 * MIB, 0x60000000, 0x70000000)],
@@ -265,7 +269,7 @@ def geometry(v):
 SCENARIOS.update(geometry("g4k39"))
 
 # Only in "make test-full": slow, or large.
-FULL_ONLY = {"cycles-20", "plain-512M-16G", "control-16G", "scale-64G", "control-64G",
+FULL_ONLY = {"cycles-20", "crash-plain-uefi", "plain-512M-16G", "control-16G", "scale-64G", "control-64G",
              "control-kfence", "kfence-early-pool", "kfence-late-pool",
              "control-nodma", "nodma-plain-512M", "nodma-high-low"}
 

@@ -22,6 +22,7 @@ which fails the scenario's checks, never an exception.
 import hashlib
 import os
 import re
+import struct
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ import variants
 CRASH_ROOT = os.path.join(lab.BUILD, "crash", "root")
 QEMU_USER = "qemu-aarch64-static"
 STEP = 2 << 20          # vtop sampling step through RAM
+U64 = (1 << 64) - 1
 PATTERN_MAGIC = 0x4c41425041545432   # lab/guest/pattern.c
 # Page sizes crash 8.0.2 can analyse: it stops on 16K ("16K pages not
 # supported."), so 16K variants get no crash analysis (and say so).
@@ -137,16 +139,18 @@ def linear_va(pa, info):
     va_bits = int(info["NUMBER(VA_BITS)"])
     phys_offset = int(info["NUMBER(PHYS_OFFSET)"], 0)
     page_offset = (1 << 64) - (1 << va_bits)
-    return (pa - phys_offset) | page_offset
+    return ((pa - phys_offset) | page_offset) & U64
 
 
 def linear_pa(va, info):
     """The physical address of linear-map address VA (the inverse of
-    linear_va), or None when VA is below PAGE_OFFSET."""
-    page_offset = (1 << 64) - (1 << int(info["NUMBER(VA_BITS)"]))
-    if va < page_offset:
+    linear_va), or None when VA is not in the linear map (its lower half
+    of the kernel's address space)."""
+    va_bits = int(info["NUMBER(VA_BITS)"])
+    page_offset = (1 << 64) - (1 << va_bits)
+    if not page_offset <= va < (1 << 64) - (1 << (va_bits - 1)):
         return None
-    return va - page_offset + int(info["NUMBER(PHYS_OFFSET)"], 0)
+    return (va - page_offset + int(info["NUMBER(PHYS_OFFSET)"], 0)) & U64
 
 
 def ram_ranges(res):
@@ -225,7 +229,28 @@ def split_outputs(text):
 def analyse(res, variant, rundir, timeout=600):
     """Extract the dumps of RES and run crash on them.  Returns {name:
     Analysis}: "kdump" (the -d 31 dump), "elf" (the ELF vmcore, when the
-    guest exported it) and the damaged copies of doctor()."""
+    guest exported it) and the damaged copies of doctor().  A host-side
+    failure (disk full, a malformed dump) is an Analysis error, never an
+    exception; the disk image and the ELF dump are gone afterwards."""
+    try:
+        return _analyse(res, variant, rundir, timeout)
+    except (OSError, ValueError, struct.error) as e:
+        return {"kdump": Analysis(error="dump analysis failed: %s: %s"
+                                  % (type(e).__name__, e))}
+    finally:
+        cleanup(rundir)
+
+
+def cleanup(rundir):
+    """Delete the RAM-sized files of a run: the disk image and the ELF dump."""
+    for f in (lab.DISK_IMAGE, "dump.elf"):
+        try:
+            os.unlink(os.path.join(rundir, f))
+        except FileNotFoundError:
+            pass
+
+
+def _analyse(res, variant, rundir, timeout):
     out = {}
     why = supported(variant)
     if why:
@@ -258,19 +283,12 @@ def analyse(res, variant, rundir, timeout=600):
             vml, a.dump, commands(res, a), os.path.join(rundir, "crash-" + name), timeout)
     if "elf" in out and not out["elf"].error and not out["kdump"].error:
         out.update(doctor(res, out, vml, rundir, info, timeout))
-    # The disk image is as large as the guest's RAM (sparse); the dumps
-    # are out of it now.  The ELF one is as large as RAM too: only the
-    # -d 31 dump is kept.
-    for f in (lab.DISK_IMAGE, "dump.elf"):
-        if os.path.exists(os.path.join(rundir, f)):
-            os.unlink(os.path.join(rundir, f))
     return out
 
 
 def elf_offset(path, pa):
     """The file offset of physical address PA in the ELF core PATH, from its
     PT_LOAD program headers; None when no segment holds it."""
-    import struct
     with open(path, "rb") as f:
         eh = f.read(64)
         if eh[:4] != b"\x7fELF" or eh[4] != 2:
@@ -324,7 +342,6 @@ def doctor(res, good, vml, rundir, info, timeout):
         f.error = "no PTE-mapped sample outside the crash regions to damage"
         out["elf-pte-flipped"] = f
         return out
-    import struct
     with open(e.dump, "r+b") as fd:
         fd.seek(off)
         val, = struct.unpack("<Q", fd.read(8))
@@ -349,6 +366,7 @@ def commands(res, a):
     for i, (pa, va) in enumerate(a.pattern):
         cmds.append(("rdp%d" % i, "rd -p %#x 4" % pa))
         cmds.append(("rdv%d" % i, "rd %#x 4" % va))
+        cmds.append(("vtopp%d" % i, "vtop %#x" % va))
     return cmds
 
 

@@ -116,6 +116,8 @@ def main():
             if disk and r.outcome == lab.DONE:
                 lab.progress("  %s: opening the dump with crash" % n)
                 r.analysis = vmcore.analyse(r, s["variant"], os.path.dirname(r.console))
+            elif disk:
+                vmcore.cleanup(os.path.dirname(r.console))
                 for name, a in sorted(r.analysis.items()):
                     lab.progress("  %s: crash on the %s dump: %s" % (
                         n, name, a.error or "%.0fs" % a.seconds))

@@ -440,9 +440,6 @@ class ScenarioTable(unittest.TestCase):
                                 (fw, form))
 
 
-if __name__ == "__main__":
-    unittest.main()
-
 
 class CrashAnalysis(unittest.TestCase):
     """check_analysis on what crash printed for a recorded capture (the -d 31
@@ -571,6 +568,42 @@ class CrashAnalysis(unittest.TestCase):
         self.assertEqual([n for n, ok, _ in c.results if ok], [])
         self.assertEqual(len(c.notes), 1)
 
+    def test_a_damaged_dump_that_passes_is_flagged(self):
+        # doctor() cut this dump, but crash read it as if whole: the check
+        # that watches the damage must fail.
+        res = recorded(self.RES)
+        good = self.analysis(res)
+        res.analysis = {"kdump": good, "kdump-truncated": self.analysis(res)}
+        res.analysis["kdump-truncated"].doctored = "cut to half (not really)"
+        self.assertEqual(failed(C.check_analysis, res, 4096, 1 << 30, False, True),
+                         ["damaged_dump_fails_checks_kdump-truncated"])
+
+    def test_no_rebuilt_slot_check_without_a_late_region(self):
+        # Base, or a region reserved early: the log names no late region.
+        res = doctored(recorded(self.RES), lambda r: None if r.key == "klog" and
+                       "after paging_init" in r.value else r)
+        res.analysis = {"kdump": self.analysis(res)}
+        c = C.Checker("t", "series")
+        C.check_analysis(c, res, 4096, 1 << 30, False, True)
+        names = [n for n, _, _ in c.results]
+        self.assertNotIn("crash_vtop_rebuilt_slot_consistent", names)
+        self.assertNotIn("pattern_pages_in_rebuilt_slot", names)
+        self.assertEqual(c.failed(), [])
+
+    def test_linear_address_conversion(self):
+        import vmcore
+        info = {"NUMBER(VA_BITS)": "48", "NUMBER(PHYS_OFFSET)": "0x40000000"}
+        self.assertEqual(vmcore.linear_va(0x40200000, info), 0xffff000000200000)
+        self.assertEqual(vmcore.linear_pa(0xffff000000200000, info), 0x40200000)
+        self.assertIsNone(vmcore.linear_pa(0xffff800008000000, info))   # kernel image
+        info39 = {"NUMBER(VA_BITS)": "39", "NUMBER(PHYS_OFFSET)": "0x40000000"}
+        self.assertEqual(vmcore.linear_va(0x80000000, info39), 0xffffff8040000000)
+        # A PHYS_OFFSET above the address (a randomised memstart) wraps.
+        hi = {"NUMBER(VA_BITS)": "48", "NUMBER(PHYS_OFFSET)": "0xfffffff000000000"}
+        va = vmcore.linear_va(0x40000000, hi)
+        self.assertTrue(0 <= va < 1 << 64)
+        self.assertEqual(vmcore.linear_pa(va, hi), 0x40000000)
+
     def test_elf_offset(self):
         import struct
         import vmcore
@@ -584,3 +617,7 @@ class CrashAnalysis(unittest.TestCase):
             f.flush()
             self.assertEqual(vmcore.elf_offset(f.name, 0x40000010), 0x1010)
             self.assertIsNone(vmcore.elf_offset(f.name, 0x40100000))
+
+
+if __name__ == "__main__":
+    unittest.main()
