@@ -568,6 +568,42 @@ class CrashAnalysis(unittest.TestCase):
         self.assertEqual([n for n, ok, _ in c.results if ok], [])
         self.assertEqual(len(c.notes), 1)
 
+    def elf_failed_on(self, edit=None):
+        """check_analysis on the recorded ELF dump's crash output (the
+        pattern is read back there), the -d 31 one alongside."""
+        import gzip
+        import vmcore
+        res = recorded(self.RES)
+        info = vmcore.vmcoreinfo(res)
+        with gzip.open(os.path.join(DATA, "crash", "crash-fulldump-1G-elf.out.gz"), "rt") as f:
+            text = f.read()
+        if edit:
+            text = edit(text)
+        elf = vmcore.Analysis(dump="dump.elf", outputs=vmcore.split_outputs(text), rc=0,
+                              vtop_points=vmcore.vtop_points(res, info),
+                              pattern=vmcore.pattern_pages(res, info),
+                              transfer=[("elf_transferred_intact", True, "")])
+        res.analysis = {"kdump": self.analysis(res), "elf": elf}
+        return failed(C.check_analysis, res, 4096, 1 << 30, False, True)
+
+    def test_recorded_elf_passes(self):
+        self.assertEqual(self.elf_failed_on(), [])
+
+    def test_pattern_word_wrong(self):
+        # One word of the first pattern page differs, as read by address.
+        def edit(t):
+            return re.sub(r"(?m)^(\s+40[0-9a-f]{6}:\s+)4c414250", r"\g<1>4c414251", t, count=1)
+        self.assertIn("crash_rd_pattern_by_physical_address_elf", self.elf_failed_on(edit))
+
+    def test_pattern_page_walks_elsewhere(self):
+        def edit(t):
+            i = t.index("===lab:vtopp0===")
+            head, tail = t[:i], t[i:]
+            return head + re.sub(r"(?m)^  PAGE: ([0-9a-f]+)",
+                                 lambda m: "  PAGE: %x" % (int(m.group(1), 16) + 0x1000),
+                                 tail, count=1)
+        self.assertIn("crash_vtop_pattern_pages_walk_to_their_page_elf", self.elf_failed_on(edit))
+
     def test_a_damaged_dump_that_passes_is_flagged(self):
         # doctor() cut this dump, but crash read it as if whole: the check
         # that watches the damage must fail.
