@@ -83,7 +83,12 @@ def main():
                          "FAILED: %s" % (", ".join(c.failed()) if c else r.outcome)))
     L = ["## make bench-crash results\n"]
     for k, v in versions():
-        L.append("- %s: %s" % (k, "make bench-crash (bench/crash.py)" if k == "command" else v))
+        if k == "command":
+            v = "make bench-crash (bench/crash.py)"
+        elif k == "guests":
+            v = ("QEMU virt, -cpu max, TCG, -smp 2, one guest at a time; crash times are wall "
+                 "clock on this host")
+        L.append("- %s: %s" % (k, v))
     L.append("- crash: %s (Debian arm64 package) under %s; vmlinux with DWARF 4 from the "
              "build of the booted Image" % (crash_version(), qemu_user_version()))
     L.append("- wall time: %d s, kernels already built" % (time.time() - t0))
