@@ -3,6 +3,7 @@
 #   make run     the demo: boot, report the linear map, kexec -p, crash, capture
 #   make test    every scenario, TAP, ends with "N passed, N failed"
 #   make bench   base against series: linear-map shape and boot cost
+#   make bench-crash  crash on the dumps of every layout: sizes, analysis time
 #   make tree    build/linux = Debian linux-source-6.1 + patches/
 #   make patches regenerate patches/ from build/linux
 #   make check   checkpatch --strict and a build of every patch in turn
