@@ -45,13 +45,7 @@ def pte_table_span(page_size):
     return page_size * (page_size // 8)
 
 
-def regions_of(values):
-    """[(start, end)] from linmap's 0xSTART-0xEND values."""
-    out = []
-    for v in values:
-        s, e = v.split("-")
-        out.append((int(s, 16), int(e, 16)))
-    return out
+regions_of = lab.regions_of
 
 
 def regions(res, step="boot", nth=0):

@@ -91,7 +91,7 @@ def main():
     else:
         print("-- capture kernel: no report (see %s)" % r.console)
     if ok:
-        ok = analyse(r, a.variant, m)
+        ok = analyse(r, a.variant)
     else:
         vmcore.cleanup(os.path.dirname(r.console))
     print()
@@ -102,12 +102,15 @@ def main():
     return 0 if ok else 1
 
 
-def analyse(r, variant, m):
+def analyse(r, variant):
     """Open the dump with crash on the host; print an excerpt and whether
     every check of check_analysis holds."""
     lab.progress("opening the dump with crash (qemu-aarch64-static; log: build/runs/%s/"
                  "crash-kdump/crash.out)" % r.name)
-    r.analysis = vmcore.analyse(r, variant, os.path.dirname(r.console))
+    r.analysis = vmcore.analyse(r, variant)
+    if r.analysis is None:
+        print("-- crash: no dump to open (the guest did not finish; see %s)" % r.console)
+        return False
     c = checks.Checker(r.name, variant)
     checks.check_analysis(c, r, variants.page_size(variant), variants.split_slot_size(variant))
     a = r.analysis["kdump"]

@@ -131,6 +131,16 @@ class Result:
         return map_figures(groups[nth])
 
 
+def regions_of(values):
+    """[(start, end)] from 0xSTART-0xEND record values (crash regions,
+    System RAM, the kernel image)."""
+    out = []
+    for v in values:
+        s, e = v.split("-")
+        out.append((int(s, 16), int(e, 16)))
+    return out
+
+
 def map_figures(group):
     """{name: int or str} from one step's 'map.' records."""
     out = {}

@@ -153,14 +153,10 @@ def linear_pa(va, info):
     return (va - page_offset + int(info["NUMBER(PHYS_OFFSET)"], 0)) & U64
 
 
-def ram_ranges(res):
-    return sorted(tuple(int(x, 16) for x in v.split("-")) for v in res.all("boot", "ram"))
-
-
 def vtop_points(res, info):
     """[(pa, va)] every STEP through System RAM."""
     pts = []
-    for s, e in ram_ranges(res):
+    for s, e in sorted(lab.regions_of(res.all("boot", "ram"))):
         pa = (s + STEP - 1) // STEP * STEP
         while pa < e:
             pts.append((pa, linear_va(pa, info)))
@@ -226,12 +222,17 @@ def split_outputs(text):
     return out
 
 
-def analyse(res, variant, rundir, timeout=600):
+def analyse(res, variant, timeout=600):
     """Extract the dumps of RES and run crash on them.  Returns {name:
     Analysis}: "kdump" (the -d 31 dump), "elf" (the ELF vmcore, when the
-    guest exported it) and the damaged copies of doctor().  A host-side
-    failure (disk full, a malformed dump) is an Analysis error, never an
-    exception; the disk image and the ELF dump are gone afterwards."""
+    guest exported it) and the damaged copies of doctor(); None when the
+    guest did not finish (nothing to analyse).  A host-side failure (disk
+    full, a malformed dump) is an Analysis error, never an exception; the
+    disk image and the ELF dump are gone afterwards."""
+    rundir = os.path.dirname(res.console)
+    if res.outcome != lab.DONE:
+        cleanup(rundir)
+        return None
     try:
         return _analyse(res, variant, rundir, timeout)
     except (OSError, ValueError, struct.error) as e:
@@ -280,7 +281,7 @@ def _analyse(res, variant, rundir, timeout):
             a.error = "cannot compute linear-map addresses from VMCOREINFO %r: %s" % (info, e)
             continue
         a.outputs, a.rc, a.seconds, a.error = run_crash(
-            vml, a.dump, commands(res, a), os.path.join(rundir, "crash-" + name), timeout)
+            vml, a.dump, commands(a), os.path.join(rundir, "crash-" + name), timeout)
     if "elf" in out and not out["elf"].error and not out["kdump"].error:
         out.update(doctor(res, out, vml, rundir, info, timeout))
     return out
@@ -318,7 +319,7 @@ def doctor(res, good, vml, rundir, info, timeout):
     with open(k.dump, "rb") as src, open(t.dump, "wb") as dst:
         dst.write(src.read(os.path.getsize(k.dump) // 2))
     t.outputs, t.rc, t.seconds, t.error = run_crash(
-        vml, t.dump, commands(res, t), os.path.join(rundir, "crash-kdump-truncated"), timeout)
+        vml, t.dump, commands(t), os.path.join(rundir, "crash-kdump-truncated"), timeout)
     os.unlink(t.dump)
     out["kdump-truncated"] = t
 
@@ -327,7 +328,7 @@ def doctor(res, good, vml, rundir, info, timeout):
     for key, text in e.outputs.items():
         if key.startswith("vtop"):
             walks.update(parse_vtop(text))
-    crash = [tuple(int(x, 16) for x in v.split("-")) for v in res.all("boot", "iomem_crash")]
+    crash = lab.regions_of(res.all("boot", "iomem_crash"))
     f = Analysis(dump=e.dump, doctored="", vtop_points=[])
     for pa, va in e.vtop_points:
         w = walks.get(va)
@@ -350,12 +351,12 @@ def doctor(res, good, vml, rundir, info, timeout):
     f.doctored = ("the PTE mapping %#x (at physical %#x, file offset %#x) changed from %#x "
                   "to %#x" % (f.vtop_points[0][1], ptr_pa, off, val, val ^ (2 << 20)))
     f.outputs, f.rc, f.seconds, f.error = run_crash(
-        vml, f.dump, commands(res, f), os.path.join(rundir, "crash-elf-pte-flipped"), timeout)
+        vml, f.dump, commands(f), os.path.join(rundir, "crash-elf-pte-flipped"), timeout)
     out["elf-pte-flipped"] = f
     return out
 
 
-def commands(res, a):
+def commands(a):
     cmds = [("sys", "sys"), ("log", "log"), ("bt", "bt"), ("kmem", "kmem -i")]
     # One address per command: crash's vtop stops at the first address
     # whose entry is invalid ("cannot determine swap location"), as the
@@ -444,13 +445,3 @@ def parse_rd(text):
 
 def pattern_words(pa, n=4):
     return [(pa + 8 * i) ^ PATTERN_MAGIC for i in range(n)]
-
-
-def crash_errors(outputs):
-    """crash's own error lines ("crash: ...", "... invalid ...") in any output."""
-    errs = []
-    for key, text in outputs.items():
-        for line in (text or "").splitlines():
-            if re.match(r"^(crash|vtop|rd|kmem|bt|log|sys|ptov): ", line):
-                errs.append("%s: %s" % (key, line.strip()))
-    return errs

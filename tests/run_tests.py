@@ -113,12 +113,10 @@ def main():
             r = lab.run_guest(n, s["variant"], s["mem"], s["cmdline"], s["steps"],
                               firmware=s["firmware"], dtb=dtb, timeout=args.timeout,
                               disk_bytes=disk)
-            if disk and r.outcome == lab.DONE:
+            if disk:
                 lab.progress("  %s: opening the dump with crash" % n)
-                r.analysis = vmcore.analyse(r, s["variant"], os.path.dirname(r.console))
-            elif disk:
-                vmcore.cleanup(os.path.dirname(r.console))
-                for name, a in sorted(r.analysis.items()):
+                r.analysis = vmcore.analyse(r, s["variant"])
+                for name, a in sorted((r.analysis or {}).items()):
                     lab.progress("  %s: crash on the %s dump: %s" % (
                         n, name, a.error or "%.0fs" % a.seconds))
         if r.outcome == lab.LAB_ERROR:
