@@ -10,6 +10,9 @@
 #   make fresh-check  'make run' on a fresh Debian 12 root (debootstrap; root)
 
 SHELL := /bin/bash
+# The kernel line: 6.1 (patches/6.1) or 6.12 (patches/6.12).
+KERNEL ?= 6.1
+export KERNEL
 VARIANT ?= series
 MEM ?= 8G
 CMDLINE ?= rodata=on crashkernel=512M

@@ -37,7 +37,9 @@ import checks as C  # noqa: E402
 import lab  # noqa: E402
 import variants  # noqa: E402
 
-OUT = os.path.join(HERE, "results")
+# KERNEL=6.12 writes to results/6.12/ and measures what the 6.12 series
+# changes (see runs_612 and table_612).
+OUT = os.path.join(HERE, "results", *([variants.KERNEL] if variants.KERNEL != "6.1" else []))
 RAMS = ["2G", "4G", "8G", "16G"]
 CRASH = "512M"
 SWEEP = ["128M", "256M", "512M", "1G", "2G"]
@@ -69,6 +71,94 @@ def runs():
     out.append(("geom", "series", "8G", FIXED, []))
     out.append(("geom", "base", "8G", FIXED, []))
     return out
+
+
+HIGH = "1G,high"
+
+
+def runs_612():
+    """6.12: base without and with crashkernel= (blocks, unprotected)
+    against the series (blocks elsewhere, protected), for every form:
+    late (plain), early (,high with its default low region, fixed base)."""
+    out = []
+    for v in ("base", "series"):
+        for mem in RAMS:
+            out.append(("boot", v, mem, None, []))
+            out.append(("boot", v, mem, CRASH, []))
+        out.append(("boot", v, "8G", HIGH, []))
+        out.append(("boot", v, "8G", FIXED, []))
+        out.append(("kdump", v, "8G", CRASH, ["load-c", "crash"]))
+    return out
+
+
+def table_612(rows, wall=None):
+    L = ["## make bench KERNEL=6.12 results\n"]
+    for k, v in versions():
+        L.append("- %s: %s" % (k, v))
+    if wall is not None:
+        L.append("- wall time: %d s for %d guests, kernels already built" % (wall, len(rows)))
+    L.append("- series size: %s" % series_size())
+    L.append("")
+    L.append("### Boot cost to /init (ticks of cntvct_el0, -icount shift=0)\n")
+    L.append("6.12 keeps its blocks with crashkernel= and protects nothing; the series "
+             "protects the loaded capture kernel.  Cost: against the same kernel without "
+             "crashkernel=.\n")
+    L.append("| RAM | crashkernel | base, none | base | base cost | series, none | series "
+             "| series cost | series against base |")
+    L.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for mem in RAMS:
+        for ck in (CRASH, HIGH, FIXED):
+            b0 = find(rows, kind="boot", variant="base", mem=mem, crashkernel="")
+            b1 = find(rows, kind="boot", variant="base", mem=mem, crashkernel=ck)
+            s0 = find(rows, kind="boot", variant="series", mem=mem, crashkernel="")
+            s1 = find(rows, kind="boot", variant="series", mem=mem, crashkernel=ck)
+            if not (b1 or s1):
+                continue
+            t = [x["ticks"] if x else None for x in (b0, b1, s0, s1)]
+            f = ["%d" % x if x is not None else "failed" for x in t]
+            L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                mem, ck, f[0], f[1], pct(t[1], t[0]), f[2], f[3], pct(t[3], t[2]),
+                pct(t[3], t[1])))
+    L.append("\n### Linear map (ptdump)\n")
+    L.append("| RAM | kernel | crashkernel | PUD blocks MiB | PMD blocks MiB (cont) | pages MiB "
+             "| crash region in blocks MiB | PTE tables (KiB) | translation entries |")
+    L.append("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for mem in RAMS:
+        for v in ("base", "series"):
+            for ck in ("", CRASH, HIGH, FIXED):
+                x = find(rows, kind="boot", variant=v, mem=mem, crashkernel=ck)
+                if not x:
+                    continue
+                L.append("| %s | %s | %s | %d | %d (%d) | %.1f | %.1f | %d (%d) | %d |" % (
+                    mem, v, ck or "none", x["pud_bytes"] // MIB, x["pmd_bytes"] // MIB,
+                    x["pmd_cont_bytes"] // MIB, x["pte_bytes"] / MIB,
+                    x["crash_in_block"] / MIB, x["pte_tables"], x["pte_tables"] * PAGE >> 10,
+                    x["tlb_entries"]))
+    L.append("\n### kdump cycle at 8G, crashkernel=%s (ticks from sysrq-c to the end of "
+             "makedumpfile)\n" % CRASH)
+    L.append("| kernel | ticks |")
+    L.append("| --- | ---: |")
+    for v in ("base", "series"):
+        x = find(rows, kind="kdump", variant=v)
+        L.append("| %s | %s |" % (v, x["kdump_ticks"] if x else "failed"))
+    bad = [r for r in rows if "error" in r]
+    if bad:
+        L.append("\nFailed runs: " + "; ".join("%s %s %s %s: %s" % (
+            r["kind"], r["variant"], r["mem"], r["crashkernel"], r["error"]) for r in bad))
+    return "\n".join(L) + "\n"
+
+
+def series_size():
+    """Lines the series adds and removes, in the kernel proper (arch/,
+    kernel/, include/) and in all, from git diff --shortstat."""
+    tree = variants.TREES["series"]
+    out = []
+    for label, paths in (("kernel code (arch/, kernel/, include/)",
+                          ["arch", "kernel", "include"]), ("all", [])):
+        p = subprocess.run(["git", "-C", tree, "diff", "--shortstat", "base", "HEAD", "--"]
+                           + paths, capture_output=True, text=True)
+        out.append("%s: %s" % (label, p.stdout.strip() or "unknown"))
+    return "; ".join(out)
 
 
 def one(job, timeout):
@@ -141,10 +231,10 @@ def versions():
             platform.platform())),
         ("QEMU", out([lab.QEMU, "--version"])),
         ("compiler", out(["aarch64-linux-gnu-gcc", "--version"])),
-        ("kernel source", "Debian linux-source-6.1 " + out(
-            ["dpkg-query", "-W", "-f=${Version}", "linux-source-6.1"])),
+        ("kernel source", "Debian linux-source-%s " % variants.KERNEL + out(
+            ["dpkg-query", "-W", "-f=${Version}", "linux-source-" + variants.KERNEL])),
         ("kernels", "base %s, series %s (%d patches), config/lab.config, %d KiB pages" % (
-            rel["base"], rel["series"], len([p for p in os.listdir(os.path.join(lab.TOP, "patches"))
+            rel["base"], rel["series"], len([p for p in os.listdir(os.path.join(lab.TOP, "patches", variants.KERNEL))
                                              if p.endswith(".patch") and not p.startswith("0000")]),
             PAGE >> 10)),
         ("guests", "QEMU virt, -cpu max, TCG, -smp 1, -icount shift=0,sleep=off; "
@@ -295,7 +385,7 @@ def main():
     ap.add_argument("--timeout", type=int, default=600)
     a = ap.parse_args()
     os.makedirs(OUT, exist_ok=True)
-    jobs = runs()
+    jobs = runs_612() if variants.KERNEL == "6.12" else runs()
     t0 = time.time()
     lab.progress("bench: %d guests, %d at a time, -icount shift=0,sleep=off" % (len(jobs), a.jobs))
     with ThreadPoolExecutor(max_workers=a.jobs) as ex:
@@ -307,13 +397,13 @@ def main():
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
         w.writerows(rows)
-    md = table(rows, time.time() - t0)
+    md = (table_612 if variants.KERNEL == "6.12" else table)(rows, time.time() - t0)
     with open(os.path.join(OUT, "table.md"), "w") as f:
         f.write(md)
     print(md)
-    svg = plot(rows)
-    lab.progress("wrote bench/results/table.md, results.json, results.csv%s"
-                 % (", bench.svg" if svg else ""))
+    svg = plot(rows) if variants.KERNEL == "6.1" else None
+    lab.progress("wrote %s/table.md, results.json, results.csv%s"
+                 % (os.path.relpath(OUT, lab.TOP), ", bench.svg" if svg else ""))
     return 1 if any("error" in r for r in rows) else 0
 
 

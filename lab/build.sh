@@ -16,8 +16,9 @@ export CCACHE_NOHASHDIR=1 KBUILD_BUILD_TIMESTAMP="2026-01-01" \
 	KBUILD_BUILD_USER=lab KBUILD_BUILD_HOST="$variant" LOCALVERSION=
 kmake=(make -C "$src" O="$outdir" ARCH=arm64 CROSS_COMPILE="$CROSS"
 	CC="ccache ${CROSS}gcc" -j"$(nproc)")
-configure "$src" "$outdir" "$variant" "${frags[@]}"
+configure "$src" "$outdir" "$variant$KSUFFIX" "${frags[@]}"
 
-progress "$variant: building Image (log: build/logs/build-$variant.log)"
-run_logged "$LOGS/build-$variant.log" "${kmake[@]}" Image
-progress "$variant: $(ls -l "$out/arch/arm64/boot/Image" | awk '{print $5}') bytes, $(cat "$out/include/config/kernel.release")"
+log=$LOGS/build-$variant$KSUFFIX.log
+progress "$variant$KSUFFIX: building Image (log: ${log#"$TOP"/})"
+run_logged "$log" "${kmake[@]}" Image
+progress "$variant$KSUFFIX: $(ls -l "$out/arch/arm64/boot/Image" | awk '{print $5}') bytes, $(cat "$out/include/config/kernel.release")"

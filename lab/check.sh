@@ -8,10 +8,10 @@
 . "$(dirname "$0")/lib.sh"
 need_cmd git perl
 
-[ -f "$BUILD/initramfs/series/first.cpio.gz" ] || die "run 'make guest' first"
+[ -f "$INITRAMFS/series/first.cpio.gz" ] || die "run 'make guest' first"
 cd "$KTREE"
 fail=0
-for p in "$TOP"/patches/[0-9][0-9][0-9][0-9]-*.patch; do
+for p in "$PATCHDIR"/[0-9][0-9][0-9][0-9]-*.patch; do
 	case $(basename "$p") in 0000-*) continue ;; esac
 	if perl scripts/checkpatch.pl --strict --no-tree -q "$p" >"$LOGS/checkpatch.log" 2>&1; then
 		echo "ok - checkpatch --strict: $(basename "$p")"
@@ -22,7 +22,7 @@ for p in "$TOP"/patches/[0-9][0-9][0-9][0-9]-*.patch; do
 	fi
 done
 
-bis=$BUILD/linux-bisect
+bis=$BUILD/linux$KSUFFIX-bisect
 [ -e "$bis/.git" ] || git worktree add -q --detach "$bis" base
 export CCACHE_NOHASHDIR=1 KBUILD_BUILD_TIMESTAMP="2026-01-01" \
 	KBUILD_BUILD_USER=lab KBUILD_BUILD_HOST=bisect LOCALVERSION=
@@ -51,7 +51,7 @@ for c in $(git rev-list --reverse base..HEAD); do
 	for frag in "$TOP"/config/build/nokexec.config; do
 		[ -e "$frag" ] || continue
 		name=$(basename "$frag" .config)
-		configure "$bis" "_out-$name" "check-$name" "$TOP/config/lab.config" "$frag"
+		configure "$bis" "_out-$name" "check-$name$KSUFFIX" "${LAB_FRAGS[@]}" "$frag"
 		if make -C "$bis" O="_out-$name" ARCH=arm64 CROSS_COMPILE="$CROSS" \
 			CC="ccache ${CROSS}gcc" KCFLAGS=-Werror -j"$(nproc)" olddefconfig Image \
 			>"$LOGS/check-build-$n-$name.log" 2>&1; then

@@ -75,11 +75,15 @@ def check_boot(c, res):
                    % (res.outcome, res.console))
 
 
-def check_reports(c, res, steps):
+def check_reports(c, res, steps, lost=False):
     """The result channel is complete and clean: the guest finished, ran
     every step it was given, and reported no error; no line on it is
-    malformed (such a line would otherwise be dropped unseen)."""
-    c.eq("guest_finished", res.outcome, lab.DONE)
+    malformed (such a line would otherwise be dropped unseen).  LOST: the
+    capture must fail, so the guest must not finish."""
+    if lost:
+        c.eq("guest_did_not_finish", res.outcome, lab.NO_RESULT)
+    else:
+        c.eq("guest_finished", res.outcome, lab.DONE)
     errs = res.errors()
     c.check("no_errors_reported", not errs, "; ".join(errs))
     c.check("result_channel_well_formed", not res.garbage,
@@ -188,7 +192,59 @@ def check_base_shape(c, res, ram, crash_total, page_size):
     check_crash_page_mapped(c, m)
 
 
-def check_loads(c, res, image_size, invalid_elsewhere=False):
+def check_blocks_as_control(c, res, control):
+    """A kernel that does nothing for its crash region (6.12 without the
+    series): the very same linear map as without crashkernel=, and so the
+    main crash region inside blocks, where set_memory_valid() cannot reach
+    the loaded capture kernel."""
+    m, cm = res.map("boot"), control.map("boot")
+    for key in ("pud_bytes", "pmd_bytes", "pte_bytes", "pte_tables"):
+        c.check("same_%s_as_control" % key, m.get(key) is not None and m.get(key) == cm.get(key),
+                "got %r, control %r" % (m.get(key), cm.get(key)))
+    inb = m.get("crash_in_block")
+    c.check("crash_region_in_blocks", inb is not None and inb > 0,
+            "bytes of the main crash region mapped by blocks: %r" % inb)
+
+
+def check_pages_but_kernel_alias(c, res, page_size):
+    """rodata=full or debug_pagealloc on 6.12: the linear map is pages
+    except the linear alias of the kernel text ("Kernel code"), which 6.12
+    maps with PMD blocks where they fit, as it is never changed."""
+    m = res.map("boot")
+    blk = pte_table_span(page_size)
+    code = regions_of(res.all("boot", "kernel"))[:1]
+    hull = sum(-(-e // blk) * blk - s // blk * blk for s, e in code)
+    pmd = m.get("pmd_bytes")
+    c.check("pages_but_the_kernel_alias", code and m.get("pud_bytes") == 0
+            and pmd is not None and pmd <= hull,
+            "pud %s pmd %s, Kernel code %s, its %d-byte block hull %d"
+            % (m.get("pud_bytes"), pmd, [(hex(s), hex(e)) for s, e in code], blk, hull))
+
+
+def check_stray(c, res, protects):
+    """The "stray" step wrote zeros over the main crash region through the
+    linear map (/dev/mem) while a capture kernel was loaded.  With the
+    protection the write faults at the first page of a loaded segment (an
+    oops that kills the writer) and the capture that follows must work
+    (check_capture); without it the write goes through and the capture
+    kernel, zeroed, never reports."""
+    st = res.steps("stray")
+    target, rc = res.first("stray", "target"), res.first("stray", "rc")
+    oops = _int(res.first("stray", "oops"))
+    c.check("stray_write_ran", st and target, "stray step records: %r" % st)
+    if protects:
+        c.check("stray_write_faulted", rc not in (None, "0") and oops is not None and oops > 0,
+                "writer exit status %r, oopses %r (target %s)" % (rc, oops, target))
+        return
+    c.check("stray_write_went_through", rc == "0" and oops == 0,
+            "writer exit status %r, oopses %r (target %s)" % (rc, oops, target))
+    c.check("crash_triggered", res.first("crash", "marker"), "no crash step")
+    c.check("capture_lost", not res.steps("capture"),
+            "the capture kernel reported although its memory was overwritten: %d records"
+            % len(res.steps("capture")))
+
+
+def check_loads(c, res, image_size, invalid_elsewhere=False, protects=True):
     """Every kexec -p (-c: kexec_load, -s: kexec_file_load) and the unload
     that follows it.  After a load at least the Image's size is invalid in
     the crash regions, nothing of them is unmapped, and outside them nothing
@@ -198,7 +254,10 @@ def check_loads(c, res, image_size, invalid_elsewhere=False):
     INVALID_ELSEWHERE: debug_pagealloc unmaps free pages and KFENCE its
     guard pages, so the invalid bytes outside move with allocations; there
     the load may add less than one Image's worth (a protection that landed
-    outside the crash regions would add at least that)."""
+    outside the crash regions would add at least that).
+
+    PROTECTS False: a kernel without the protection (6.12): after a load
+    nothing in the crash regions is invalid."""
     runs = res.runs_all()
     loads = [(i, g) for i, g in runs if g["_step"] in ("load-c", "load-s")]
     n_of = {}
@@ -215,8 +274,11 @@ def check_loads(c, res, image_size, invalid_elsewhere=False):
         c.eq("%s_rc" % sfx, ld.get("rc"), ["0"])
         c.eq("loaded_after_%s" % sfx, ld.get("crash_loaded"), ["1"])
         inv = m.get("invalid_crash")
-        c.check("segments_invalid_after_%s" % sfx, inv is not None and inv >= image_size,
-                "invalid bytes in the crash regions %r, Image %d" % (inv, image_size))
+        if protects:
+            c.check("segments_invalid_after_%s" % sfx, inv is not None and inv >= image_size,
+                    "invalid bytes in the crash regions %r, Image %d" % (inv, image_size))
+        else:
+            c.eq("segments_left_valid_after_%s" % sfx, inv, 0)
         c.eq("crash_unmapped_after_%s" % sfx, m.get("crash_unmapped"), 0)
         out, out0 = m.get("invalid_outside"), (before or {}).get("invalid_outside")
         if out is None or out0 is None:
@@ -323,7 +385,8 @@ BLOCK_LABELS = {"64KB": 64 << 10, "2MB": 2 * MIB, "32MB": 32 * MIB, "512MB": 512
                 "1GB": GIB, "64GB": 64 * GIB, "4TB": 4 << 40}
 
 
-def check_analysis(c, res, page_size, slot, invalid_elsewhere=False, expect_blocks=None):
+def check_analysis(c, res, page_size, slot, invalid_elsewhere=False, expect_blocks=None,
+                   protects=True):
     """What crash makes of the dump(s) of a crash scenario (lab/vmcore.py):
     the dump left the guest intact, crash opens it, `sys`, `log`, `bt` and
     `kmem -i` show the crash that was triggered, and a vtop of every 2 MiB
@@ -331,7 +394,8 @@ def check_analysis(c, res, page_size, slot, invalid_elsewhere=False, expect_bloc
     map stands for.  SLOT: the size of the slot the series rebuilds around
     a late region (variants.split_slot_size); EXPECT_BLOCKS: True when the
     linear map must have block entries, False when it must have none,
-    None when either is fine."""
+    None when either is fine; PROTECTS: whether the kernel invalidates the
+    loaded capture kernel (see check_vtop)."""
     an = getattr(res, "analysis", None)
     if an and all(a.error.startswith("not analysed") for a in an.values()):
         # Neither a pass nor a failure: said in the TAP output as a comment.
@@ -343,20 +407,22 @@ def check_analysis(c, res, page_size, slot, invalid_elsewhere=False, expect_bloc
         sfx = "" if name == "kdump" else "_" + name
         if not a.doctored:
             check_one_analysis(c, res, a, name, page_size, slot, invalid_elsewhere,
-                               expect_blocks)
+                               expect_blocks, protects)
             continue
         # A dump damaged on purpose (vmcore.doctor): the same checks must
         # see it, by the check that looks at what was damaged: the walk
         # for the flipped PTE, crash itself for the cut dump.
         bad = Checker(c.scenario, c.variant)
-        check_one_analysis(bad, res, a, name, page_size, slot, invalid_elsewhere, expect_blocks)
+        check_one_analysis(bad, res, a, name, page_size, slot, invalid_elsewhere, expect_blocks,
+                           protects)
         must = ("crash_vtop_linear_map_consistent" if "pte" in name else "crash_ran") + sfx
         c.check("damaged_dump_fails_checks" + sfx, must in bad.failed(),
                 "damage: %s; failing checks: %s; %s must be among them"
                 % (a.doctored, bad.failed() or "none", must))
 
 
-def check_one_analysis(c, res, a, name, page_size, slot, invalid_elsewhere, expect_blocks):
+def check_one_analysis(c, res, a, name, page_size, slot, invalid_elsewhere, expect_blocks,
+                       protects=True):
     sfx = "" if name == "kdump" else "_" + name
     for what, ok, detail in a.transfer:
         c.check(what, ok, detail)
@@ -371,8 +437,18 @@ def check_one_analysis(c, res, a, name, page_size, slot, invalid_elsewhere, expe
             res.first("boot", "release") and sysf.get("RELEASE") == res.first("boot", "release"),
             "crash sys RELEASE %r, first kernel %r" % (sysf.get("RELEASE"),
                                                       res.first("boot", "release")))
-    c.check("crash_sys_panic_is_sysrq" + sfx, "sysrq triggered crash" in sysf.get("PANIC", ""),
-            "crash sys PANIC %r" % sysf.get("PANIC"))
+    oops = res.first("stray", "oops_line")
+    if oops:
+        # crash names the first oops in the log as the panic: the stray
+        # write, at the address the guest's own log gave for it.
+        m = re.search(r"virtual address ([0-9a-f]+)", oops)
+        c.check("crash_sys_panic_names_stray_write" + sfx,
+                m is not None and m.group(1) in sysf.get("PANIC", ""),
+                "crash sys PANIC %r, the guest's oops %r" % (sysf.get("PANIC"), oops))
+    else:
+        c.check("crash_sys_panic_is_sysrq" + sfx,
+                "sysrq triggered crash" in sysf.get("PANIC", ""),
+                "crash sys PANIC %r" % sysf.get("PANIC"))
     marker = res.first("crash", "marker")
     c.check("crash_log_has_marker" + sfx, marker and ("lab marker %s" % marker) in
             (out.get("log") or ""), "no 'lab marker %s' in crash's log (%d lines)"
@@ -387,7 +463,7 @@ def check_one_analysis(c, res, a, name, page_size, slot, invalid_elsewhere, expe
             total is not None and memtotal is not None and total * page_size == memtotal * KIB,
             "kmem -i TOTAL MEM %r pages of %d, first kernel MemTotal %r kB"
             % (total, page_size, memtotal))
-    check_vtop(c, res, a, sfx, slot, invalid_elsewhere, expect_blocks)
+    check_vtop(c, res, a, sfx, slot, invalid_elsewhere, expect_blocks, protects)
     if res.steps("pattern") and name in ("kdump", "elf"):
         check_pattern(c, res, a, name, slot)
 
@@ -396,11 +472,11 @@ def _inside(pa, ranges):
     return any(s <= pa < e for s, e in ranges)
 
 
-def check_vtop(c, res, a, sfx, slot, invalid_elsewhere, expect_blocks):
+def check_vtop(c, res, a, sfx, slot, invalid_elsewhere, expect_blocks, protects=True):
     """Every sampled linear-map address resolves, by crash's walk of the
     dump's page tables, to the physical address it stands for; in the
     crash regions the loaded capture kernel's pages are invalid (the
-    protection, seen from the dump)."""
+    protection, seen from the dump), or with PROTECTS False none is."""
     got = {}
     for key, text in a.outputs.items():
         if key.startswith("vtop"):
@@ -445,9 +521,14 @@ def check_vtop(c, res, a, sfx, slot, invalid_elsewhere, expect_blocks):
         c.check("crash_vtop_valid_outside_crash_regions" + sfx, not invalid_out,
                 "%d invalid points outside the crash regions: %s"
                 % (len(invalid_out), invalid_out[:5]))
-    c.check("crash_vtop_capture_kernel_protected" + sfx, n_inv_in > 0,
-            "no invalid entry in the crash regions %s: the loaded capture kernel is not "
-            "protected in the dump's page tables" % [(hex(s), hex(e)) for s, e in crash])
+    if protects:
+        c.check("crash_vtop_capture_kernel_protected" + sfx, n_inv_in > 0,
+                "no invalid entry in the crash regions %s: the loaded capture kernel is not "
+                "protected in the dump's page tables" % [(hex(s), hex(e)) for s, e in crash])
+    else:
+        c.check("crash_vtop_capture_kernel_unprotected" + sfx, n_inv_in == 0,
+                "%d invalid points in the crash regions of a kernel without the protection"
+                % n_inv_in)
     c.check("crash_vtop_kernel_alias_consistent" + sfx, n_kernel > 0,
             "%d points in the kernel image's linear alias %s resolved"
             % (n_kernel, [(hex(s), hex(e)) for s, e in kernel]))

@@ -37,8 +37,8 @@ def main():
                  % (a.variant, " ".join(lab.VARIANTS)))
 
     name = "demo-%s" % a.variant
-    lab.progress("booting %s kernel, %s RAM, '%s' (console: build/runs/%s/console.log)"
-                 % (a.variant, a.mem, a.cmdline, name))
+    lab.progress("booting %s kernel, %s RAM, '%s' (console: build/runs%s/%s/console.log)"
+                 % (a.variant, a.mem, a.cmdline, variants.SUFFIX, name))
     r = lab.run_guest(name, a.variant, a.mem, a.cmdline, ["load-c", "crash"],
                       timeout=a.timeout, disk_bytes=lab.parse_size(a.mem) + (64 << 20))
     if r.outcome == lab.LAB_ERROR:
@@ -96,23 +96,27 @@ def main():
         vmcore.cleanup(os.path.dirname(r.console))
     print()
     pages = m["pte_outside_crash"]
-    print("VERDICT: %s; linear map outside the crash regions: %s in pages%s"
+    inv = int(loads[0].get("map.invalid_crash", ["0"])[-1]) if loads else 0
+    print("VERDICT: %s; linear map outside the crash regions: %s in pages%s; loaded "
+          "capture kernel %s"
           % ("capture OK" if ok else "capture FAILED", mib(pages),
-             "" if m["crash_in_block"] == 0 else "; crash region inside BLOCKS"))
+             "" if m["crash_in_block"] == 0 else "; crash region inside BLOCKS",
+             "protected (invalid in the linear map)" if inv else "NOT protected"))
     return 0 if ok else 1
 
 
 def analyse(r, variant):
     """Open the dump with crash on the host; print an excerpt and whether
     every check of check_analysis holds."""
-    lab.progress("opening the dump with crash (qemu-aarch64-static; log: build/runs/%s/"
-                 "crash-kdump/crash.out)" % r.name)
+    lab.progress("opening the dump with crash (qemu-aarch64-static; log: build/runs%s/%s/"
+                 "crash-kdump/crash.out)" % (variants.SUFFIX, r.name))
     r.analysis = vmcore.analyse(r, variant)
     if r.analysis is None:
         print("-- crash: no dump to open (the guest did not finish; see %s)" % r.console)
         return False
     c = checks.Checker(r.name, variant)
-    checks.check_analysis(c, r, variants.page_size(variant), variants.split_slot_size(variant))
+    checks.check_analysis(c, r, variants.page_size(variant), variants.split_slot_size(variant),
+                          protects=variants.protects(variant))
     a = r.analysis["kdump"]
     print("-- crash on the dump (%s bytes; %s; %.0fs):"
           % (r.first("capture", "dump_bytes"), a.error or "opened", a.seconds))

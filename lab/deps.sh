@@ -4,7 +4,7 @@
 . "$(dirname "$0")/lib.sh"
 
 HOST_PKGS=(gcc gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-system-arm
-	qemu-efi-aarch64 linux-source-6.1 bc bison flex libssl-dev libelf-dev
+	qemu-efi-aarch64 "$KSRC_PKG" bc bison flex libssl-dev libelf-dev
 	cpio ccache make git xz-utils python3 perl dpkg-dev binutils-aarch64-linux-gnu
 	gnuplot-nox kmod rsync device-tree-compiler qemu-user-static)
 

@@ -21,7 +21,7 @@ kd=$KTREE/tools/testing/selftests/arm64/kdump
 # comes from the cross toolchain (linux-libc-dev-arm64-cross, pulled in by
 # libc6-dev-arm64-cross).
 build() {
-	local bin=$BUILD/guest/$1 f stale=0 srcs=()
+	local bin=$GUESTBIN/$1 f stale=0 srcs=()
 	shift
 	for f in "$@"; do
 		[ -x "$bin" ] && [ ! "$f" -nt "$bin" ] || stale=1
@@ -33,15 +33,15 @@ build() {
 		-I"$kd" -o "$bin" "${srcs[@]}"
 }
 
-mkdir -p "$BUILD/guest"
+mkdir -p "$GUESTBIN"
 build cntvct "$TOP/lab/guest/cntvct.c"
 build crash_linear_map "$kd/crash_linear_map.c" "$kd/linear_map.c" "$kd/linear_map.h"
 build linmap "$TOP/lab/guest/linmap.c" "$kd/linear_map.c" "$kd/linear_map.h"
 build pattern "$TOP/lab/guest/pattern.c"
 
-"$TOP/lab/initramfs.sh" "$BUILD/initramfs/$variant" --init "$TOP/lab/guest/init" \
+"$TOP/lab/initramfs.sh" "$INITRAMFS/$variant" --init "$TOP/lab/guest/init" \
 	--capture-image "$image" \
-	--add "$BUILD/guest/cntvct:/lab/cntvct" \
-	--add "$BUILD/guest/crash_linear_map:/lab/crash_linear_map" \
-	--add "$BUILD/guest/linmap:/lab/linmap" \
-	--add "$BUILD/guest/pattern:/lab/pattern"
+	--add "$GUESTBIN/cntvct:/lab/cntvct" \
+	--add "$GUESTBIN/crash_linear_map:/lab/crash_linear_map" \
+	--add "$GUESTBIN/linmap:/lab/linmap" \
+	--add "$GUESTBIN/pattern:/lab/pattern"

@@ -44,17 +44,18 @@ def progress(msg):
 
 
 def source_used():
-    """Which kernel source build/linux was made from, and which one the
-    series and the committed figures were made on."""
+    """Which kernel source the tree of KERNEL was made from, and which one
+    the series and the committed figures were made on."""
+    tree = variants.TREES["series"]
     try:
-        p = subprocess.run(["git", "-C", os.path.join(BUILD, "linux"), "log", "-1",
-                            "--format=%s", "base"], capture_output=True, text=True)
-        used = p.stdout.strip() or "unknown (no build/linux)"
+        p = subprocess.run(["git", "-C", tree, "log", "-1", "--format=%s", "base"],
+                           capture_output=True, text=True)
+        used = p.stdout.strip() or "unknown (no %s)" % os.path.relpath(tree, TOP)
     except OSError:
         used = "unknown (no git)"
-    with open(os.path.join(TOP, "lab", "source-version")) as f:
+    with open(os.path.join(TOP, "lab", "source-version-" + variants.KERNEL)) as f:
         made = f.read().strip()
-    return "%s; series and figures made on linux-source-6.1 %s" % (used, made)
+    return "%s; series and figures made on linux-source-%s %s" % (used, variants.KERNEL, made)
 
 
 def parse_size(text):
@@ -249,7 +250,7 @@ def kernel_image(variant):
 
 
 def initramfs(variant):
-    ird = os.path.join(BUILD, "initramfs", variant, "first.cpio.gz")
+    ird = os.path.join(BUILD, "initramfs" + variants.SUFFIX, variant, "first.cpio.gz")
     if not os.path.exists(ird):
         raise LabError("%s is missing; run lab/guest.sh %s" % (ird, variant))
     return ird
@@ -306,7 +307,7 @@ def run_guest(name, variant="series", mem="8G", cmdline="", steps=(),
     VARIANT's initramfs (and capture kernel).  DISK_BYTES: the size of
     the (sparse) disk image, dump.img in the run directory, that the
     capture kernel writes its dumps to; see lab/vmcore.py."""
-    rundir = os.path.join(BUILD, "runs", name)
+    rundir = os.path.join(BUILD, "runs" + variants.SUFFIX, name)
     os.makedirs(rundir, exist_ok=True)
     # Nothing of an earlier run may pass for this one's: its records, its
     # dumps, crash's outputs on them.

@@ -8,9 +8,25 @@ BUILD=${BUILD:-$TOP/build}
 LOGS=$BUILD/logs
 mkdir -p "$LOGS"
 
-KSRC_TARBALL=${KSRC_TARBALL:-/usr/src/linux-source-6.1.tar.xz}
-KTREE=$BUILD/linux          # git tree: base commit + the series
-KBASE=$BUILD/linux-base     # git worktree at the base commit
+# KERNEL picks the kernel line: 6.1 (the default) or 6.12.  Each has its
+# own Debian source package, tree, series and run directories.
+KERNEL=${KERNEL:-6.1}
+case $KERNEL in
+6.1) KSUFFIX= ;;
+6.12) KSUFFIX=-6.12 ;;
+*) printf 'error: KERNEL=%s: the lab knows 6.1 and 6.12\n' "$KERNEL" >&2; exit 1 ;;
+esac
+export KERNEL
+KSRC_PKG=linux-source-$KERNEL
+KSRC_TARBALL=${KSRC_TARBALL:-/usr/src/$KSRC_PKG.tar.xz}
+KTREE=$BUILD/linux$KSUFFIX          # git tree: base commit + the series
+KBASE=$BUILD/linux$KSUFFIX-base     # git worktree at the base commit
+PATCHDIR=$TOP/patches/$KERNEL       # the series, as git format-patch wrote it
+GUESTBIN=$BUILD/guest$KSUFFIX       # the guest's static helpers
+INITRAMFS=$BUILD/initramfs$KSUFFIX  # the guest images, one directory per variant
+# The lab configuration: lab.config, and what config/lab-KERNEL.config adds.
+LAB_FRAGS=("$TOP/config/lab.config")
+[ ! -f "$TOP/config/lab-$KERNEL.config" ] || LAB_FRAGS+=("$TOP/config/lab-$KERNEL.config")
 CROSS=aarch64-linux-gnu-
 
 _lab_t0=${_lab_t0:-$(date +%s)}

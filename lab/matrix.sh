@@ -19,16 +19,17 @@
 . "$(dirname "$0")/lib.sh"
 need_cmd git make "${CROSS}gcc" ccache
 
-wt=$BUILD/linux-matrix
+wt=$BUILD/linux$KSUFFIX-matrix
 cd "$KTREE"
 [ -e "$wt/.git" ] || git worktree add -q --detach "$wt" base
 commits=$(git rev-list --reverse base..series)
 touched=$(git diff --name-only base series -- '*.c' | grep -v '^tools/' || true)
 
 all="lab"
-for f in "$TOP"/config/*.config "$TOP"/config/build/*.config; do
+for f in "$TOP"/config/*.config "$TOP"/config/build/*.config "$TOP"/config/$KERNEL/*.config; do
+	[ -f "$f" ] || continue
 	n=$(basename "$f" .config)
-	[ "$n" = lab ] || all="$all $n"
+	case $n in lab | lab-*) ;; *) all="$all $n" ;; esac
 done
 all="$all defconfig"
 configs=${MATRIX_CONFIGS:-$all}
@@ -43,7 +44,7 @@ kmake() {
 
 frag_of() {
 	local f
-	for f in "$TOP/config/$1.config" "$TOP/config/build/$1.config"; do
+	for f in "$TOP/config/$1.config" "$TOP/config/build/$1.config" "$TOP/config/$KERNEL/$1.config"; do
 		[ -f "$f" ] && { echo "$f"; return; }
 	done
 }
@@ -59,7 +60,7 @@ users_of() {
 	done | sed 's|^\./||; s|/\.\([^/]*\)\.cmd$|/\1|; s|^\.\([^/]*\)\.cmd$|\1|' | sort -u)
 }
 
-table=$LOGS/matrix.md
+table=$LOGS/matrix$KSUFFIX.md
 {
 	printf '| configuration | last commit |'
 	for c in $commits; do printf ' %s |' "$(git log -1 --format=%h "$c")"; done
@@ -73,18 +74,18 @@ for cfg in $configs; do
 	# objects of the lab's builds of the same configuration.
 	out=_out-$cfg
 	[ "$cfg" = lab ] && out=_out
-	log=$LOGS/matrix-$cfg.log
+	log=$LOGS/matrix-$cfg$KSUFFIX.log
 	: >"$log"
 	git -C "$wt" checkout -q --detach "$last"
 	case $cfg in
 	defconfig)
 		kmake "$out" defconfig >>"$log" 2>&1 || die "defconfig failed; log: $log" ;;
 	lab)
-		configure "$wt" "$out" "matrix-$cfg" "$TOP/config/lab.config" ;;
+		configure "$wt" "$out" "matrix-$cfg$KSUFFIX" "${LAB_FRAGS[@]}" ;;
 	*)
 		frag=$(frag_of "$cfg")
 		[ -n "$frag" ] || die "unknown configuration $cfg"
-		configure "$wt" "$out" "matrix-$cfg" "$TOP/config/lab.config" "$frag" ;;
+		configure "$wt" "$out" "matrix-$cfg$KSUFFIX" "${LAB_FRAGS[@]}" "$frag" ;;
 	esac
 	progress "matrix: $cfg, the last commit"
 	deps=$out
@@ -147,11 +148,11 @@ if [ -z "${MATRIX_CONFIGS:-}" ]; then
 		echo "## make matrix results"
 		echo
 		echo "- command: make matrix (lab/matrix.sh), $(date -u +%Y-%m-%d)"
-		echo "- source: $(cat "$TOP/lab/source-version" 2>/dev/null), compiler: $(${CROSS}gcc --version | head -n 1)"
+		echo "- source: $(cat "$TOP/lab/source-version-$KERNEL" 2>/dev/null), compiler: $(${CROSS}gcc --version | head -n 1)"
 		echo "- per commit: the objects that include a header the series touches, and the series' .c files with -Werror"
 		echo
 		cat "$table"
-	} >"$TOP/bench/results/matrix.md"
+	} >"$TOP/bench/results/matrix$KSUFFIX.md"
 fi
 progress "matrix: table in $table"
 cat "$table"

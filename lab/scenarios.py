@@ -37,7 +37,7 @@ ST_SHRINK = "shrink_returns_memory"
 
 def sc(variant="series", mem="8G", cmdline="", steps=(), shape=None, regions=None,
        log=None, control=None, firmware="dt", dma_bits=None, rodata="on",
-       invalid_elsewhere=False, selftest=None, fulldump=False):
+       invalid_elsewhere=False, selftest=None, fulldump=False, lost=False, timeout=None):
     """A scenario.  regions: the crash regions expected in /proc/iomem, as
     (size, lowest start, highest end); log: a substring the kernel log must
     have; control: the scenario whose boot is this one's control;
@@ -47,13 +47,16 @@ def sc(variant="series", mem="8G", cmdline="", steps=(), shape=None, regions=Non
     guard pages (see checks.check_loads); selftest: {test: outcome}
     overriding the expected kselftest outcomes (see selftest_expect);
     fulldump: the capture also exports the ELF /proc/vmcore, and a
-    "pattern:MIB" step's range is the rebuilt slot (lab.slot)."""
+    "pattern:MIB" step's range is the rebuilt slot (lab.slot); lost: the
+    capture must fail (a stray write corrupted the capture kernel), so the
+    guest must end without its final record; timeout: seconds, at most
+    the runner's own."""
     if fulldump:
         cmdline += " lab.fulldump=1 lab.slot=%d" % variants.split_slot_size(variant)
     return dict(variant=variant, mem=mem, cmdline=("rodata=%s " % rodata + cmdline).strip(),
                 steps=list(steps), shape=shape, regions=regions, log=log, control=control,
                 firmware=firmware, dma_bits=dma_bits, invalid_elsewhere=invalid_elsewhere,
-                selftest=selftest or {}, fulldump=fulldump)
+                selftest=selftest or {}, fulldump=fulldump, lost=lost, timeout=timeout)
 
 
 SCENARIOS = {
@@ -310,6 +313,180 @@ for _v in ("g64k48", "base-g64k48"):
             FULL_ONLY.add(_n)
 
 
+# KERNEL=6.12: the same checks on 6.12 and the 6.12 series.  What differs
+# is the unpatched kernel, which since 6.4 keeps its blocks with
+# crashkernel=, the crash region's included, and protects nothing
+# (variants.protects, variants.pages_all_ram), and the reservation code,
+# which is the generic one with its own messages: a crashkernel=,high gets
+# a 128 MiB low region by default, a crashkernel=X that does not fit below
+# the DMA limit goes high, and a size of at least all of RAM is refused
+# without a message.
+def scenarios_612():
+    low = (128 * MIB, 0, G4)
+    hi1 = (GIB, G4, TOP48)
+    out = {
+        "control": sc(steps=["selftest"], shape="control"),
+        "base-control": sc("base", shape="control"),
+        "plain-512M": sc(cmdline="crashkernel=512M", steps=LOAD_UNLOAD, shape="shape",
+                         regions=[(512 * MIB, 0, G4)], log="after paging_init, rebuilding"),
+        "high-1G": sc(cmdline="crashkernel=1G,high", steps=LOAD_UNLOAD, shape="shape",
+                      regions=[low, hi1],
+                      log="reserved before paging_init (crashkernel=,high)"),
+        "high-1G-low-128M": sc(cmdline="crashkernel=1G,high crashkernel=128M,low",
+                               steps=LOAD_UNLOAD, shape="shape", regions=[low, hi1],
+                               log="crashkernel low memory reserved"),
+        "fixed-256M@0x60000000": sc(cmdline="crashkernel=256M@0x60000000", steps=LOAD_UNLOAD,
+                                    shape="shape",
+                                    regions=[(256 * MIB, 0x60000000, 0x70000000)],
+                                    log="reserved before paging_init (fixed base)"),
+        "range-syntax": sc(cmdline="crashkernel=1G-4G:192M,4G-:384M",
+                           steps=["load-c", "unload"], shape="shape",
+                           regions=[(384 * MIB, 0, G4)]),
+        # 3.5 GiB does not fit below 4 GiB (RAM starts at 1 GiB): the
+        # generic fallback takes it high, with a default low region, late.
+        "plain-fallback-high": sc(cmdline="crashkernel=3584M", steps=["load-s", "unload"],
+                                  shape="shape", regions=[low, (3584 * MIB, G4, TOP48)],
+                                  log="after paging_init, rebuilding"),
+        "shrink-64M": sc(cmdline="crashkernel=512M",
+                         steps=["shrink:67108864", "load-c", "unload"],
+                         regions=[(512 * MIB, 0, G4)]),
+        "crash-plain-512M": sc(cmdline="crashkernel=512M", steps=["load-c", "crash"],
+                               regions=[(512 * MIB, 0, G4)]),
+        "crash-high-low": sc(cmdline="crashkernel=1G,high crashkernel=128M,low",
+                             steps=["load-s", "crash"], regions=[low, hi1]),
+        "crash-fixed": sc(cmdline="crashkernel=256M@0x60000000", steps=["load-c", "crash"],
+                          regions=[(256 * MIB, 0x60000000, 0x70000000)]),
+        "crash-fulldump-1G": sc(mem="1G", cmdline="crashkernel=256M",
+                                steps=["pattern:64", "load-c", "crash"],
+                                regions=[(256 * MIB, 0, G4)], fulldump=True),
+        "shrink-then-crash": sc(cmdline="crashkernel=512M",
+                                steps=["shrink:67108864", "load-c", "crash"],
+                                regions=[(512 * MIB, 0, G4)]),
+        # Bad input: the generic parser's messages; nothing reserved.
+        "bad-garbage": sc(cmdline="crashkernel=foo", shape="nothing",
+                          log="memory value expected"),
+        "bad-too-large": sc(cmdline="crashkernel=64G", shape="nothing"),
+        "bad-unit-typo": sc(cmdline="crashkernel=512Q", shape="nothing",
+                            log="unrecognized char: Q"),
+        "bad-unaligned-base": sc(cmdline="crashkernel=256M@0x60100000", shape="nothing",
+                                 log="memory is in use"),
+        "bad-base-beyond-ram": sc(cmdline="crashkernel=256M@0x400000000", shape="nothing",
+                                  log="memory is in use"),
+        "bad-low-alone": sc(cmdline="crashkernel=128M,low", shape="nothing"),
+        "control-2G": sc(mem="2G", shape="control"),
+        # ,high with no RAM above 4G: the generic fallback takes it below,
+        # late, and only that region is page-mapped.
+        "high-512M-no-ram-above-4G": sc(mem="2G", cmdline="crashkernel=512M,high",
+                                        steps=["load-c", "unload"], shape="shape",
+                                        regions=[(512 * MIB, 0, G4)], control="control-2G",
+                                        log="after paging_init, rebuilding"),
+        "rodata-full": sc(cmdline="crashkernel=512M", rodata="full",
+                          steps=["load-c", "unload", "selftest", "load-s", "crash"],
+                          shape="forced", regions=[(512 * MIB, 0, G4)]),
+        "debug-pagealloc": sc(cmdline="crashkernel=512M debug_pagealloc=on",
+                              steps=["load-c", "unload", "selftest", "load-c", "crash"],
+                              shape="forced", regions=[(512 * MIB, 0, G4)],
+                              invalid_elsewhere=True),
+        "control-dma31": sc(dma_bits=31, shape="control"),
+        "plain-256M-dma31": sc(dma_bits=31, cmdline="crashkernel=256M",
+                               steps=["load-c", "unload", "load-s", "crash"], shape="shape",
+                               regions=[(256 * MIB, 0, 0x80000000)], control="control-dma31",
+                               log="after paging_init, rebuilding"),
+        "high-low-dma31": sc(dma_bits=31, cmdline="crashkernel=1G,high crashkernel=128M,low",
+                             steps=["load-c", "unload"], shape="shape",
+                             regions=[(128 * MIB, 0, 0x80000000), hi1],
+                             control="control-dma31"),
+        "control-uefi": sc(firmware="uefi", shape="control"),
+        "plain-512M-uefi": sc(firmware="uefi", cmdline="crashkernel=512M",
+                              steps=["load-c", "unload", "load-s", "crash"], shape="shape",
+                              regions=[(512 * MIB, 0, G4)], control="control-uefi"),
+        "high-low-uefi": sc(firmware="uefi", cmdline="crashkernel=1G,high crashkernel=128M,low",
+                            steps=["load-c", "unload", "load-s", "crash"], shape="shape",
+                            regions=[low, hi1], control="control-uefi"),
+        "fixed-256M-uefi": sc(firmware="uefi", cmdline="crashkernel=256M@0x60000000",
+                              steps=["load-s", "unload", "load-c", "crash"], shape="shape",
+                              regions=[(256 * MIB, 0x60000000, 0x70000000)],
+                              control="control-uefi"),
+        # A stray write over the crash region through the linear map
+        # (/dev/mem), with the capture kernel loaded, then a crash.  The
+        # series faults at the first page of a loaded segment and the
+        # capture works; 6.12 lets the write through and loses the capture.
+        "stray-write": sc(mem="2G", cmdline="crashkernel=256M",
+                          steps=["load-c", "stray", "crash"], regions=[(256 * MIB, 0, G4)]),
+        "stray-write-s": sc(mem="2G", cmdline="crashkernel=256M",
+                            steps=["load-s", "stray", "crash"], regions=[(256 * MIB, 0, G4)]),
+        "base-stray-write": sc("base", mem="2G", cmdline="crashkernel=256M",
+                               steps=["load-c", "stray", "crash"],
+                               regions=[(256 * MIB, 0, G4)], lost=True, timeout=150),
+        "base-stray-write-s": sc("base", mem="2G", cmdline="crashkernel=256M",
+                                 steps=["load-s", "stray", "crash"],
+                                 regions=[(256 * MIB, 0, G4)], lost=True, timeout=150),
+        # The unpatched 6.12: the region in blocks, nothing protected (and
+        # its kselftest says so).
+        "base-plain-512M": sc("base", cmdline="crashkernel=512M",
+                              steps=["load-c", "unload", "load-s", "unload", "selftest"],
+                              shape="shape", regions=[(512 * MIB, 0, G4)],
+                              selftest={ST_MAPPED: "fail", ST_LOAD: "fail"}),
+        "base-high-low": sc("base", cmdline="crashkernel=1G,high crashkernel=128M,low",
+                            steps=["load-s", "unload"], shape="shape", regions=[low, hi1]),
+        "base-crash-plain-512M": sc("base", cmdline="crashkernel=512M",
+                                    steps=["load-c", "crash"], regions=[(512 * MIB, 0, G4)]),
+        "base-crash-high-low": sc("base", cmdline="crashkernel=1G,high crashkernel=128M,low",
+                                  steps=["load-s", "crash"], regions=[low, hi1]),
+        "base-crash-fixed": sc("base", cmdline="crashkernel=256M@0x60000000",
+                               steps=["load-c", "crash"],
+                               regions=[(256 * MIB, 0x60000000, 0x70000000)]),
+        "base-crash-fulldump-1G": sc("base", mem="1G", cmdline="crashkernel=256M",
+                                     steps=["pattern:64", "load-c", "crash"],
+                                     regions=[(256 * MIB, 0, G4)], fulldump=True),
+    }
+    return out
+
+
+def geometry_612(v):
+    """geometry() for 6.12: the same layouts, with 6.12's default low
+    region for crashkernel=,high and its parser's message."""
+    ctl = "control-" + v
+    low, hi1 = (128 * MIB, 0, G4), (GIB, G4, TOP48)
+    return {
+        ctl: sc(v, steps=["selftest"], shape="control"),
+        "plain-512M-" + v: sc(v, cmdline="crashkernel=512M", steps=LOAD_UNLOAD,
+                              shape="shape", regions=[(512 * MIB, 0, G4)], control=ctl,
+                              log="after paging_init, rebuilding"),
+        "high-low-" + v: sc(v, cmdline="crashkernel=1G,high crashkernel=128M,low",
+                            steps=["load-c", "unload", "selftest", "load-s", "crash"],
+                            shape="shape", regions=[low, hi1], control=ctl),
+        "fixed-256M-" + v: sc(v, cmdline="crashkernel=256M@0x60000000",
+                              steps=["load-s", "unload", "load-c", "crash"], shape="shape",
+                              regions=[(256 * MIB, 0x60000000, 0x70000000)], control=ctl),
+        "crash-plain-" + v: sc(v, cmdline="crashkernel=512M", steps=["load-c", "crash"],
+                               shape="shape", regions=[(512 * MIB, 0, G4)], control=ctl),
+        "stray-write-" + v: sc(v, mem="2G", cmdline="crashkernel=256M",
+                               steps=["load-c", "stray", "crash"],
+                               regions=[(256 * MIB, 0, G4)]),
+        "shrink-then-crash-" + v: sc(v, cmdline="crashkernel=512M",
+                                     steps=["shrink:67108864", "load-c", "crash"],
+                                     regions=[(512 * MIB, 0, G4)]),
+        "high-1G-" + v: sc(v, cmdline="crashkernel=1G,high", steps=["load-s", "unload"],
+                           shape="shape", regions=[low, hi1], control=ctl,
+                           log="reserved before paging_init (crashkernel=,high)"),
+        "bad-garbage-" + v: sc(v, cmdline="crashkernel=foo", shape="nothing", control=ctl,
+                               log="memory value expected"),
+    }
+
+
+if variants.KERNEL == "6.12":
+    SCENARIOS = scenarios_612()
+    FULL_ONLY = set()
+    # LPA2 (52-bit VA with 4K pages: five levels; with 16K pages: four),
+    # booted on -cpu max, which has FEAT_LPA2; and 64K pages.  Only in
+    # "make test-full KERNEL=6.12".
+    for _v in ("g4k52", "g16k52", "g64k48"):
+        _g = geometry_612(_v)
+        SCENARIOS.update(_g)
+        FULL_ONLY |= set(_g)
+
+
 def variants_used(full=False):
     """The kernel variants the scenarios of make test (FULL: test-full) boot,
     other than base and series, which every run builds."""
@@ -331,7 +508,7 @@ def control_of(name):
 
 def needs_control(name):
     return SCENARIOS[name]["shape"] in ("shape", "nothing") and \
-        not variants.is_base(SCENARIOS[name]["variant"])
+        not variants.pages_all_ram(SCENARIOS[name]["variant"])
 
 
 def selftest_expect(spec):
@@ -378,7 +555,8 @@ def evaluate(name, results, image_size=None):
 
 def _evaluate(c, name, spec, res, results, image_size):
     steps = spec["steps"]
-    C.check_reports(c, res, steps)
+    v = spec["variant"]
+    C.check_reports(c, res, steps, spec["lost"])
     regs = C.regions(res)
     total = sum(e - s for s, e in regs)
     if spec["regions"] is not None:
@@ -394,7 +572,7 @@ def _evaluate(c, name, spec, res, results, image_size):
         c.eq("no_crash_region", regs, [])
         c.check("linear_map_has_blocks", m.get("pud_bytes", 0) + m.get("pmd_bytes", 0) > 0,
                 "pud %s pmd %s" % (m.get("pud_bytes"), m.get("pmd_bytes")))
-    elif shape == "shape" and variants.is_base(spec["variant"]):
+    elif shape == "shape" and variants.pages_all_ram(v):
         C.check_base_shape(c, res, lab.parse_size(spec["mem"]), total, page)
     elif shape == "shape" and variants.levels(spec["variant"]) == 2:
         C.check_twolevel_shape(c, res, lab.parse_size(spec["mem"]), total)
@@ -409,31 +587,42 @@ def _evaluate(c, name, spec, res, results, image_size):
                     c.check("same_%s_as_control" % key,
                             m.get(key) is not None and m.get(key) == cm.get(key),
                             "got %r, control %r" % (m.get(key), cm.get(key)))
+            elif variants.is_base(v):
+                C.check_blocks_as_control(c, res, ctl)
             else:
                 C.check_shape(c, res, ctl, total, page)
-    elif shape == "forced":
+    elif shape == "forced" and variants.KERNEL == "6.1":
         C.check_crash_page_mapped(c, m)
         c.check("everything_page_mapped", m.get("pud_bytes") == 0 and m.get("pmd_bytes") == 0,
                 "pud %s pmd %s" % (m.get("pud_bytes"), m.get("pmd_bytes")))
+    elif shape == "forced":
+        C.check_crash_page_mapped(c, m)
+        C.check_pages_but_kernel_alias(c, res, page)
     elif shape is not None:
         raise ValueError("unknown shape %r" % shape)
     kinds = {s.split(":")[0] for s in steps}
     if kinds & {"load-c", "load-s"}:
         if image_size is None:
             image_size = os.path.getsize(lab.kernel_image(spec["variant"]))
-        C.check_loads(c, res, image_size, spec["invalid_elsewhere"])
+        C.check_loads(c, res, image_size, spec["invalid_elsewhere"], variants.protects(v))
     if "selftest" in kinds:
         C.check_selftest(c, res, selftest_expect(spec))
-    if "crash" in kinds:
+    if "stray" in kinds:
+        C.check_stray(c, res, variants.protects(v))
+    if "crash" in kinds and spec["lost"]:
+        pass    # check_stray: no capture to check
+    elif "crash" in kinds:
         C.check_capture(c, res)
-        v = spec["variant"]
         blocks = None
-        if variants.is_base(v) or variants.levels(v) == 2 or shape == "forced":
-            blocks = False    # page-mapped everywhere (two levels: see patch 5)
+        two = variants.KERNEL == "6.1" and variants.levels(v) == 2
+        if shape == "forced" and variants.KERNEL != "6.1":
+            pass      # blocks over the kernel text alias (see check_pages_but_kernel_alias)
+        elif variants.pages_all_ram(v) or two or shape == "forced":
+            blocks = False    # page-mapped everywhere (6.1, two levels: see patch 5)
         elif not spec["invalid_elsewhere"] and "rodata=full" not in spec["cmdline"]:
             blocks = True
         C.check_analysis(c, res, page, variants.split_slot_size(v),
-                         spec["invalid_elsewhere"], blocks)
+                         spec["invalid_elsewhere"], blocks, variants.protects(v))
     if "shrink" in kinds:
         sizes = [int(st.split(":", 1)[1]) for st in steps if st.startswith("shrink:")]
         C.check_shrink(c, res, sizes[0])

@@ -1,6 +1,7 @@
 #!/bin/bash
-# Make build/linux a git tree of Debian's linux-source-6.1 (one base commit)
-# with patches/ applied, and build/linux-base a worktree at the base commit.
+# Make $KTREE (build/linux, or build/linux-6.12 with KERNEL=6.12) a git tree
+# of Debian's linux-source-$KERNEL (one base commit) with patches/$KERNEL/
+# applied, and $KBASE (build/linux[-6.12]-base) a worktree at the base commit.
 #
 # The tree is developer-owned: commits made there are turned back into
 # patches/ by 'make patches'.  This script refuses to throw such commits
@@ -9,7 +10,7 @@
 . "$(dirname "$0")/lib.sh"
 need_cmd git xz tar
 
-PATCHES=("$TOP"/patches/[0-9][0-9][0-9][0-9]-*.patch)
+PATCHES=("$PATCHDIR"/[0-9][0-9][0-9][0-9]-*.patch)
 SERIES=()
 for p in "${PATCHES[@]}"; do
 	[ -e "$p" ] || continue
@@ -21,17 +22,18 @@ patches_sum() {
 }
 
 stamp=$KTREE/.git/lab-state # "<patches sha> <HEAD it produced>"
-# The linux-source-6.1 version the series and every committed figure were
-# made on.  Another 6.1.y is used if the series applies to it, with a note.
-made_on=$(cat "$TOP/lab/source-version")
+# The linux-source-$KERNEL version the series and every committed figure
+# were made on.  Another one is used if the series applies to it, with a note.
+made_on=$(cat "$TOP/lab/source-version-$KERNEL")
+rel=${KTREE#"$TOP"/}
 
 if [ ! -d "$KTREE/.git" ]; then
 	[ -f "$KSRC_TARBALL" ] ||
-		die "$KSRC_TARBALL not found; run 'make deps' as root (package linux-source-6.1)"
-	debver=$(dpkg-query -W -f='${Version}' linux-source-6.1 2>/dev/null || echo unknown)
-	progress "extracting $(basename "$KSRC_TARBALL") ($debver) into build/linux"
+		die "$KSRC_TARBALL not found; run 'make deps' as root (package $KSRC_PKG)"
+	debver=$(dpkg-query -W -f='${Version}' "$KSRC_PKG" 2>/dev/null || echo unknown)
+	progress "extracting $(basename "$KSRC_TARBALL") ($debver) into $rel"
 	[ "$debver" = "$made_on" ] ||
-		progress "note: linux-source-6.1 is $debver; the series and the figures were made on $made_on"
+		progress "note: $KSRC_PKG is $debver; the series and the figures were made on $made_on"
 	rm -rf "$KTREE.tmp"
 	mkdir -p "$KTREE.tmp"
 	tar -C "$KTREE.tmp" --strip-components=1 -xf "$KSRC_TARBALL"
@@ -47,18 +49,18 @@ if [ ! -d "$KTREE/.git" ]; then
 		git add -A -f .  # Debian's top-level .gitignore ignores "/*"
 		# Fixed dates: the same tarball always gives the same base commit.
 		GIT_AUTHOR_DATE="2026-01-01T00:00:00Z" GIT_COMMITTER_DATE="2026-01-01T00:00:00Z" \
-			git commit -q -m "Debian linux-source-6.1 $debver" \
-			-m "Base for the arm64 crashkernel series: /usr/src/linux-source-6.1.tar.xz from Debian package linux-source-6.1 $debver."
+			git commit -q -m "Debian $KSRC_PKG $debver" \
+			-m "Base for the arm64 crashkernel series: /usr/src/$KSRC_PKG.tar.xz from Debian package $KSRC_PKG $debver."
 		git tag base
 	)
 	mv "$KTREE.tmp" "$KTREE"
 fi
 
 cd "$KTREE"
-git rev-parse -q --verify base >/dev/null || die "$KTREE has no 'base' tag; remove build/linux and rerun"
+git rev-parse -q --verify base >/dev/null || die "$KTREE has no 'base' tag; remove $rel and rerun"
 
 if [ ! -e "$KBASE/.git" ]; then
-	progress "creating the base worktree build/linux-base"
+	progress "creating the base worktree ${KBASE#"$TOP"/}"
 	git worktree prune
 	git worktree add -q --detach "$KBASE" base
 fi
@@ -71,11 +73,11 @@ if [ "$want" = "$have_sum" ] && [ "$head" = "$have_head" ]; then
 	exit 0
 fi
 if [ "$head" != "$have_head" ] && [ "$head" != "$(git rev-parse base)" ] && [ "${FORCE:-0}" != 1 ]; then
-	die "build/linux has commits that are not in patches/ (HEAD $head);" \
-		"run 'make patches' to keep them, or 'make tree FORCE=1' to discard them"
+	die "$rel has commits that are not in patches/$KERNEL/ (HEAD $head);" \
+		"run 'make patches KERNEL=$KERNEL' to keep them, or 'make tree KERNEL=$KERNEL FORCE=1' to discard them"
 fi
 
-progress "applying ${#SERIES[@]} patch(es) from patches/"
+progress "applying ${#SERIES[@]} patch(es) from patches/$KERNEL/"
 git am --abort >/dev/null 2>&1 || true
 git reset -q --hard base
 for p in "${SERIES[@]}"; do
@@ -88,4 +90,4 @@ for p in "${SERIES[@]}"; do
 	fi
 done
 echo "$want $(git rev-parse HEAD)" >"$stamp"
-progress "build/linux: base + ${#SERIES[@]} patch(es)"
+progress "$rel: base + ${#SERIES[@]} patch(es)"

@@ -26,17 +26,41 @@ TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(TOP, "build")
 CONFIG = os.path.join(TOP, "config")
 BASE_FRAGMENT = os.path.join(CONFIG, "lab.config")
-TREES = {"base": os.path.join(BUILD, "linux-base"), "series": os.path.join(BUILD, "linux")}
+# KERNEL (the environment, as for the shell scripts) picks the kernel line.
+KERNELS = {"6.1": "", "6.12": "-6.12"}
+KERNEL = os.environ.get("KERNEL") or "6.1"
+if KERNEL not in KERNELS:
+    sys.exit("error: KERNEL=%s: the lab knows %s" % (KERNEL, " and ".join(KERNELS)))
+SUFFIX = KERNELS[KERNEL]   # of every per-kernel directory under build/
+_tree = os.path.join(BUILD, "linux" + SUFFIX)
+TREES = {"base": _tree + "-base", "series": _tree}
 
 
 class UnknownVariant(ValueError):
     pass
 
 
+def _fragment_files():
+    """{NAME: path} of the variant fragments: config/NAME.config other than
+    lab.config and lab-KERNEL.config, and config/KERNEL/NAME.config (the
+    configurations only that kernel has, like LPA2 on 6.12)."""
+    out = {}
+    for d in (CONFIG, os.path.join(CONFIG, KERNEL)):
+        if os.path.isdir(d):
+            out.update((f[:-len(".config")], os.path.join(d, f)) for f in os.listdir(d)
+                       if f.endswith(".config") and not f.startswith("lab"))
+    return out
+
+
 def fragments():
-    """The extra config fragments: config/NAME.config other than lab.config."""
-    return sorted(f[:-len(".config")] for f in os.listdir(CONFIG)
-                  if f.endswith(".config") and f != "lab.config")
+    """The names of the variant fragments (see _fragment_files)."""
+    return sorted(_fragment_files())
+
+
+def lab_fragments():
+    """lab.config, and what KERNEL adds to it."""
+    extra = os.path.join(CONFIG, "lab-%s.config" % KERNEL)
+    return [BASE_FRAGMENT] + ([extra] if os.path.exists(extra) else [])
 
 
 def names():
@@ -57,7 +81,7 @@ def describe(name):
     else:
         raise UnknownVariant("unknown variant %r (known: %s)" % (name, " ".join(names())))
     outdir = "_out" if frag is None else "_out-" + frag
-    frags = [BASE_FRAGMENT] + ([os.path.join(CONFIG, frag + ".config")] if frag else [])
+    frags = lab_fragments() + ([_fragment_files()[frag]] if frag else [])
     out = os.path.join(tree, outdir)
     return dict(tree=tree, outdir=outdir, out=out, frags=frags,
                 image=os.path.join(out, "arch/arm64/boot/Image"))
@@ -65,6 +89,20 @@ def describe(name):
 
 def is_base(name):
     return describe(name)["tree"] == TREES["base"]
+
+
+def protects(name):
+    """Does VARIANT invalidate a loaded capture kernel in the linear map?
+    6.1 does, and so does the series on 6.12; 6.12 itself no longer does
+    (removed in 6.4)."""
+    return not (KERNEL == "6.12" and is_base(name))
+
+
+def pages_all_ram(name):
+    """Does VARIANT map all of RAM with pages when crashkernel= is given?
+    Only the unpatched 6.1 (with DMA zones); 6.12 keeps its blocks, the
+    crash region's included."""
+    return KERNEL == "6.1" and is_base(name)
 
 
 def config_value(name, symbol):

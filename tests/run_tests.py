@@ -20,6 +20,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lab"))
 import lab  # noqa: E402
 import scenarios as SC  # noqa: E402
+import variants  # noqa: E402
 import vmcore  # noqa: E402
 
 def unit_checks():
@@ -29,7 +30,7 @@ def unit_checks():
     recorded and doctored records, and the kselftest built the kselftest
     way."""
     out = []
-    tree = os.path.join(lab.BUILD, "linux")
+    tree = variants.TREES["series"]
     p = subprocess.run([os.path.join(HERE, "mapcheck", "run.sh"), tree],
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     for line in p.stdout.splitlines():
@@ -111,7 +112,8 @@ def main():
             # A crash scenario's guest gets a disk for its dumps (sparse).
             disk = lab.parse_size(s["mem"]) + (64 << 20) if SC.has_crash(n) else 0
             r = lab.run_guest(n, s["variant"], s["mem"], s["cmdline"], s["steps"],
-                              firmware=s["firmware"], dtb=dtb, timeout=args.timeout,
+                              firmware=s["firmware"], dtb=dtb,
+                              timeout=min(args.timeout, s["timeout"] or args.timeout),
                               disk_bytes=disk)
             if disk:
                 lab.progress("  %s: opening the dump with crash" % n)

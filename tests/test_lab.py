@@ -6,6 +6,7 @@ milliseconds, without QEMU."""
 import os
 import re
 import stat
+import subprocess
 import sys
 import tempfile
 import unittest
@@ -15,6 +16,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "lab"))
 import checks as C  # noqa: E402
 import lab  # noqa: E402
 import scenarios as SC  # noqa: E402
+import variants  # noqa: E402
 
 DATA = os.path.join(HERE, "data")
 TOP = os.path.dirname(HERE)
@@ -405,12 +407,20 @@ class Selftest(unittest.TestCase):
         self.assertEqual(failed(C.check_selftest, selftest_result(tap), self.expect),
                          ["selftest_no_unexpected_tests"])
 
-    def test_base_expects_the_limit_to_fail(self):
+    def test_base_expects_what_it_lacks(self):
+        """The unpatched kernel's kselftest must fail where it lacks what
+        the series brings: on 6.1 the blocks outside the crash region, on
+        6.12 the page-mapped region and the protection.  A base kernel
+        whose kselftest passed would not be biting."""
         exp = SC.selftest_expect(SC.SCENARIOS["base-plain-512M"])
-        self.assertEqual(exp[SC.ST_LIMIT], "fail")
-        # A base kernel whose limit check passed would not be biting.
+        if variants.KERNEL == "6.1":
+            want = [SC.ST_LIMIT]
+        else:
+            want = [SC.ST_MAPPED, SC.ST_LOAD]
+        self.assertEqual(sorted(t for t, o in exp.items() if o == "fail"), sorted(want))
         self.assertEqual(failed(C.check_selftest, selftest_result(TAP_OK, "0"), exp),
-                         ["selftest_exit_status", "selftest_pte_outside_crash_within_limit_fail"])
+                         ["selftest_exit_status"]
+                         + ["selftest_%s_fail" % t for t in sorted(want, key=list(exp).index)])
 
     def test_forced_scenarios_expect_the_limit_skip(self):
         for name in ("rodata-full", "debug-pagealloc"):
@@ -428,7 +438,27 @@ class ScenarioTable(unittest.TestCase):
             for st in s["steps"]:
                 self.assertIn(st.split(":")[0], ("load-c", "load-s", "unload", "selftest",
                                                  "crash", "shrink", "report", "dump",
-                                                 "pattern"), name)
+                                                 "pattern", "stray"), name)
+
+    def test_every_kernels_table_is_well_formed(self):
+        """The scenario tables of both kernel lines, whichever this run
+        uses: every step known, every control present, every variant
+        known to variants.py."""
+        code = ("import sys; sys.path.insert(0, %r)\n"
+                "import scenarios as SC, variants\n"
+                "names = set(variants.names())\n"
+                "for n, s in SC.SCENARIOS.items():\n"
+                "    assert s['variant'] in names, (n, s['variant'])\n"
+                "    assert all(st.split(':')[0] in ('load-c', 'load-s', 'unload', 'selftest',"
+                " 'crash', 'shrink', 'pattern', 'stray') for st in s['steps']), n\n"
+                "    if s['shape'] in ('shape', 'nothing'):\n"
+                "        assert SC.control_of(n) in SC.SCENARIOS, n\n"
+                "print(len(SC.SCENARIOS))\n" % os.path.join(TOP, "lab"))
+        for kernel in ("6.1", "6.12"):
+            p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                               env=dict(os.environ, KERNEL=kernel))
+            self.assertEqual(p.returncode, 0, (kernel, p.stderr[-500:]))
+            self.assertGreater(int(p.stdout), 30, kernel)
 
     def test_every_layout_is_crashed_on_dt_and_uefi(self):
         def crashed(pred):
@@ -653,6 +683,68 @@ class CrashAnalysis(unittest.TestCase):
             f.flush()
             self.assertEqual(vmcore.elf_offset(f.name, 0x40000010), 0x1010)
             self.assertIsNone(vmcore.elf_offset(f.name, 0x40100000))
+
+
+class Unprotected(unittest.TestCase):
+    """The checks that tell a kernel without the protection (6.12 itself)
+    from one with it: each fails on the other kind's sample.  The sample
+    is the recorded series run (protected, region page-mapped)."""
+
+    def setUp(self):
+        self.r = recorded("results-crash-plain-512M.txt")
+
+    def test_loads_left_valid(self):
+        self.assertEqual(failed(C.check_loads, self.r, IMAGE, False, False),
+                         ["segments_left_valid_after_load-c"])
+        open_ = doctored(self.r, setval("load-c", "map.invalid_crash", "0"))
+        self.assertEqual(failed(C.check_loads, open_, IMAGE, False, False), [])
+        self.assertEqual(failed(C.check_loads, open_, IMAGE, False, True),
+                         ["segments_invalid_after_load-c"])
+
+    def test_blocks_as_control(self):
+        # A region page-mapped (crash_in_block 0) is not what 6.12 does.
+        self.assertEqual(failed(C.check_blocks_as_control, self.r, self.r),
+                         ["crash_region_in_blocks"])
+        blk = doctored(self.r, setval("boot", "map.crash_in_block", str(512 << 20)))
+        self.assertEqual(failed(C.check_blocks_as_control, blk, blk), [])
+        more = doctored(blk, setval("boot", "map.pte_tables", "9999"))
+        self.assertEqual(failed(C.check_blocks_as_control, more, blk),
+                         ["same_pte_tables_as_control"])
+
+    def with_stray(self, rc, oops, capture=True):
+        """The sample with a stray step after its load (records of step 2,
+        the crash moved to 3), its capture records kept or dropped."""
+        out = []
+        for x in self.r.records:
+            if x.step in ("capture", "end") and not capture:
+                continue
+            if x.step == "crash":
+                x = lab.Record(3, x.step, x.key, x.value)
+            out.append(x)
+            if x.step == "load-c" and x.key == "crash_size":
+                out += [lab.Record(2, "stray", "target", "0xe0000000-0x100000000"),
+                        lab.Record(2, "stray", "rc", rc), lab.Record(2, "stray", "oops", oops)]
+        return lab.Result("t", lab.outcome_of(out), out, "console.log", 0.0)
+
+    def test_stray_write_faults_with_protection(self):
+        self.assertEqual(failed(C.check_stray, self.with_stray("139", "1"), True), [])
+        self.assertEqual(failed(C.check_stray, self.with_stray("0", "0"), True),
+                         ["stray_write_faulted"])
+        self.assertEqual(failed(C.check_stray, self.r, True),
+                         ["stray_write_ran", "stray_write_faulted"])
+
+    def test_stray_write_loses_the_capture_without(self):
+        lost = self.with_stray("0", "0", capture=False)
+        self.assertEqual(lost.outcome, lab.NO_RESULT)
+        self.assertEqual(failed(C.check_stray, lost, False), [])
+        self.assertEqual(failed(C.check_stray, self.with_stray("0", "0"), False),
+                         ["capture_lost"])
+        self.assertEqual(failed(C.check_stray, self.with_stray("139", "1", capture=False),
+                                False), ["stray_write_went_through"])
+
+    def test_lost_guest_must_not_finish(self):
+        self.assertEqual(failed(C.check_reports, self.r, ["load-c", "crash"], True),
+                         ["guest_did_not_finish"])
 
 
 if __name__ == "__main__":
