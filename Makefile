@@ -4,10 +4,12 @@
 #   make test    every scenario, TAP, ends with "N passed, N failed"
 #   make bench   base against series: linear-map shape and boot cost
 #   make bench-crash  crash on the dumps of every layout: sizes, analysis time
-#   make tree    build/linux = Debian linux-source-6.1 + patches/
-#   make patches regenerate patches/ from build/linux
+#   make tree    build/linux = Debian linux-source-6.1 + patches/6.1 (KERNEL=6.12: build/linux-6.12)
+#   make patches regenerate patches/$(KERNEL) from its tree
 #   make check   checkpatch --strict and a build of every patch in turn
 #   make fresh-check  'make run' on a fresh Debian 12 root (debootstrap; root)
+#
+# Every target takes KERNEL=6.1 (the default) or KERNEL=6.12.
 
 SHELL := /bin/bash
 # The kernel line: 6.1 (patches/6.1) or 6.12 (patches/6.12).
@@ -75,4 +77,4 @@ fresh-check:
 	@lab/fresh-check.sh
 
 clean:
-	rm -rf build/runs build/initramfs build/guest build/dtb
+	rm -rf build/runs build/runs-6.12 build/initramfs build/initramfs-6.12 build/guest build/guest-6.12 build/dtb

@@ -742,6 +742,30 @@ class Unprotected(unittest.TestCase):
         self.assertEqual(failed(C.check_stray, self.with_stray("139", "1", capture=False),
                                 False), ["stray_write_went_through"])
 
+    def test_pages_but_the_kernel_alias(self):
+        """rodata=full on 6.12: PMD blocks only within the block hull of
+        Kernel code (the sample's is 0x40200000-0x40620000 or the like)."""
+        def with_kernel(x):
+            if x.step == "boot" and x.key == "release":
+                return [x, lab.Record(0, "boot", "kernel", "0x40200000-0x40620000"),
+                        lab.Record(0, "boot", "kernel", "0x40700000-0x40810000")]
+            return x
+        base = doctored(self.r, with_kernel)
+        hull = 6 << 20      # 0x40200000-0x40620000 touches three 2 MiB blocks
+        ok = doctored(doctored(base, setval("boot", "map.pud_bytes", "0")),
+                      setval("boot", "map.pmd_bytes", str(hull)))
+        self.assertEqual(failed(C.check_pages_but_kernel_alias, ok, 4096), [])
+        more = doctored(ok, setval("boot", "map.pmd_bytes", str(hull + (2 << 20))))
+        self.assertEqual(failed(C.check_pages_but_kernel_alias, more, 4096),
+                         ["pages_but_the_kernel_alias"])
+        # The recorded series boot has 1G blocks: not a forced map.
+        self.assertEqual(failed(C.check_pages_but_kernel_alias, base, 4096),
+                         ["pages_but_the_kernel_alias"])
+        # Without Kernel code records nothing can be allowed.
+        self.assertEqual(failed(C.check_pages_but_kernel_alias,
+                                doctored(ok, lambda x: None if x.key == "kernel" else x), 4096),
+                         ["pages_but_the_kernel_alias"])
+
     def test_lost_guest_must_not_finish(self):
         self.assertEqual(failed(C.check_reports, self.r, ["load-c", "crash"], True),
                          ["guest_did_not_finish"])
