@@ -25,12 +25,17 @@ import scenarios as SC  # noqa: E402
 import vmcore  # noqa: E402
 from bench import versions  # noqa: E402
 
-OUT = os.path.join(HERE, "results", "crash.md")
-PAIRS = [("low only, crashkernel=512M", "base-crash-plain-512M", "crash-plain-512M"),
+import variants  # noqa: E402
+
+OUT = os.path.join(HERE, "results", *([variants.KERNEL] if variants.KERNEL != "6.1" else []),
+                   "crash.md")
+ALL_PAIRS = [("low only, crashkernel=512M", "base-crash-plain-512M", "crash-plain-512M"),
          ("1G,high + 128M,low", "base-crash-high-low", "crash-high-low"),
          ("fixed base 256M@0x60000000", "base-crash-fixed", "crash-fixed"),
          ("UEFI, crashkernel=512M", "base-crash-plain-uefi", "crash-plain-uefi"),
          ("1G guest, 256M, unfiltered too", "base-crash-fulldump-1G", "crash-fulldump-1G")]
+# The pairs whose scenarios the kernel line has (6.12 has no crash-plain-uefi).
+PAIRS = [p for p in ALL_PAIRS if p[1] in SC.SCENARIOS and p[2] in SC.SCENARIOS]
 
 
 def _first_line(cmd):

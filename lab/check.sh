@@ -13,11 +13,11 @@ cd "$KTREE"
 fail=0
 for p in "$PATCHDIR"/[0-9][0-9][0-9][0-9]-*.patch; do
 	case $(basename "$p") in 0000-*) continue ;; esac
-	if perl scripts/checkpatch.pl --strict --no-tree -q "$p" >"$LOGS/checkpatch.log" 2>&1; then
+	if perl scripts/checkpatch.pl --strict --no-tree -q "$p" >"$LOGS/checkpatch$KSUFFIX.log" 2>&1; then
 		echo "ok - checkpatch --strict: $(basename "$p")"
 	else
 		echo "not ok - checkpatch --strict: $(basename "$p")"
-		sed 's/^/# /' "$LOGS/checkpatch.log"
+		sed 's/^/# /' "$LOGS/checkpatch$KSUFFIX.log"
 		fail=1
 	fi
 done
@@ -30,7 +30,7 @@ n=0
 for c in $(git rev-list --reverse base..HEAD); do
 	n=$((n + 1))
 	subj=$(git log -1 --format=%s "$c")
-	blog=$LOGS/check-build-$n.log
+	blog=$LOGS/check-build$KSUFFIX-$n.log
 	git -C "$bis" checkout -q --detach "$c"
 	progress "check: building after '$subj'"
 	mkdir -p "$bis/_out"
@@ -54,10 +54,10 @@ for c in $(git rev-list --reverse base..HEAD); do
 		configure "$bis" "_out-$name" "check-$name$KSUFFIX" "${LAB_FRAGS[@]}" "$frag"
 		if make -C "$bis" O="_out-$name" ARCH=arm64 CROSS_COMPILE="$CROSS" \
 			CC="ccache ${CROSS}gcc" KCFLAGS=-Werror -j"$(nproc)" olddefconfig Image \
-			>"$LOGS/check-build-$n-$name.log" 2>&1; then
+			>"$LOGS/check-build$KSUFFIX-$n-$name.log" 2>&1; then
 			echo "ok - builds ($name, -Werror): $subj"
 		else
-			echo "not ok - builds ($name, -Werror): $subj (log: $LOGS/check-build-$n-$name.log)"
+			echo "not ok - builds ($name, -Werror): $subj (log: $LOGS/check-build$KSUFFIX-$n-$name.log)"
 			fail=1
 		fi
 	done

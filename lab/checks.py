@@ -219,29 +219,68 @@ def check_pages_but_kernel_alias(c, res, page_size):
             and pmd is not None and pmd <= hull,
             "pud %s pmd %s, Kernel code %s, its %d-byte block hull %d"
             % (m.get("pud_bytes"), pmd, [(hex(s), hex(e)) for s, e in code], blk, hull))
+    # ... and the pages cover the rest of RAM, wherever the blocks are.
+    ram = sum(e - s for s, e in regions_of(res.all("boot", "ram")))
+    crash = sum(e - s for s, e in regions(res))
+    floor = ram - crash - hull - BASE_UNMAPPED_SLACK
+    pte = m.get("pte_outside_crash")
+    c.check("pages_cover_the_rest_of_ram", ram > 0 and pte is not None and pte >= floor,
+            "pte_outside_crash %r, want >= RAM - crash - kernel hull - 64 MiB = %d" % (pte, floor))
 
 
-def check_stray(c, res, protects):
+def fault_pa(text, res):
+    """The physical address of the linear-map address in an oops line
+    ("... at virtual address ffff...") of TEXT, from the VMCOREINFO the
+    capture kernel reported; None when either is missing."""
+    m = re.search(r"virtual address ([0-9a-f]{16})", text or "")
+    info = vmcore.vmcoreinfo(res)
+    if not m or "NUMBER(VA_BITS)" not in info or "NUMBER(PHYS_OFFSET)" not in info:
+        return None
+    return vmcore.linear_pa(int(m.group(1), 16), info)
+
+
+def check_stray(c, res, protects, control=None):
     """The "stray" step wrote zeros over the main crash region through the
     linear map (/dev/mem) while a capture kernel was loaded.  With the
-    protection the write faults at the first page of a loaded segment (an
-    oops that kills the writer) and the capture that follows must work
-    (check_capture); without it the write goes through and the capture
-    kernel, zeroed, never reports."""
+    protection the write faults (an oops that kills the writer) at a page
+    of the region, which can only be one of the loaded segments, and the
+    capture that follows must work (check_capture).  Without it the write
+    goes through, the crashed kernel enters the capture kernel and that,
+    zeroed, never boots; CONTROL, the same boot and crash without the
+    stray write, must capture, so that the loss is the write's doing."""
     st = res.steps("stray")
     target, rc = res.first("stray", "target"), res.first("stray", "rc")
     oops = _int(res.first("stray", "oops"))
     c.check("stray_write_ran", st and target, "stray step records: %r" % st)
     if protects:
         c.check("stray_write_faulted", rc not in (None, "0") and oops is not None and oops > 0,
-                "writer exit status %r, oopses %r (target %s)" % (rc, oops, target))
+                "writer exit status %r, new oopses %r (target %s)" % (rc, oops, target))
+        pa, regs = fault_pa(res.first("stray", "oops_line"), res), regions_of([target] if target else [])
+        c.check("stray_fault_in_crash_region", pa is not None and _inside(pa, regs),
+                "fault at PA %s (%r), target %s"
+                % (pa and hex(pa), res.first("stray", "oops_line"), target))
         return
     c.check("stray_write_went_through", rc == "0" and oops == 0,
-            "writer exit status %r, oopses %r (target %s)" % (rc, oops, target))
+            "writer exit status %r, new oopses %r (target %s)" % (rc, oops, target))
     c.check("crash_triggered", res.first("crash", "marker"), "no crash step")
+    try:
+        with open(res.console, errors="replace") as f:
+            console = f.read()
+    except OSError as e:
+        console = ""
+        c.check("console_readable", False, str(e))
+    c.check("capture_kernel_entered", "Starting crashdump kernel..." in console,
+            "no 'Starting crashdump kernel...' on the console %s" % res.console)
+    n = console.count("Booting Linux on physical CPU")
+    c.eq("capture_kernel_never_booted", n, 1)
     c.check("capture_lost", not res.steps("capture"),
             "the capture kernel reported although its memory was overwritten: %d records"
             % len(res.steps("capture")))
+    c.check("same_layout_captures_without_stray_write",
+            control is not None and bool(control.steps("capture"))
+            and control.first("capture", "makedumpfile_rc") == "0",
+            "control %s: %s" % (control and control.name,
+                                control and "%d capture records" % len(control.steps("capture"))))
 
 
 def check_loads(c, res, image_size, invalid_elsewhere=False, protects=True):
@@ -437,14 +476,14 @@ def check_one_analysis(c, res, a, name, page_size, slot, invalid_elsewhere, expe
             res.first("boot", "release") and sysf.get("RELEASE") == res.first("boot", "release"),
             "crash sys RELEASE %r, first kernel %r" % (sysf.get("RELEASE"),
                                                       res.first("boot", "release")))
-    oops = res.first("stray", "oops_line")
-    if oops:
+    if res.first("stray", "oops_line"):
         # crash names the first oops in the log as the panic: the stray
-        # write, at the address the guest's own log gave for it.
-        m = re.search(r"virtual address ([0-9a-f]+)", oops)
+        # write, at an address of the crash region.
+        pa = fault_pa(sysf.get("PANIC"), res)
         c.check("crash_sys_panic_names_stray_write" + sfx,
-                m is not None and m.group(1) in sysf.get("PANIC", ""),
-                "crash sys PANIC %r, the guest's oops %r" % (sysf.get("PANIC"), oops))
+                pa is not None and _inside(pa, regions(res)),
+                "crash sys PANIC %r: PA %s, crash regions %s"
+                % (sysf.get("PANIC"), pa and hex(pa), regions(res)))
     else:
         c.check("crash_sys_panic_is_sysrq" + sfx,
                 "sysrq triggered crash" in sysf.get("PANIC", ""),

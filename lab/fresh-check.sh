@@ -23,6 +23,8 @@
 # build/logs/fresh-check.log, a summary on stdout and as key=value lines in
 # build/fresh/result.txt.
 . "$(dirname "$0")/lib.sh"
+[ "$KERNEL" = 6.1 ] ||
+	die "make fresh-check runs the README's 'make run' as a new user does, on the default KERNEL=6.1; KERNEL=$KERNEL is not supported here"
 
 SUITE=bookworm
 MIRROR=http://deb.debian.org/debian

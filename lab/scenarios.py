@@ -417,10 +417,17 @@ def scenarios_612():
                             steps=["load-s", "stray", "crash"], regions=[(256 * MIB, 0, G4)]),
         "base-stray-write": sc("base", mem="2G", cmdline="crashkernel=256M",
                                steps=["load-c", "stray", "crash"],
-                               regions=[(256 * MIB, 0, G4)], lost=True, timeout=150),
+                               regions=[(256 * MIB, 0, G4)], lost=True, timeout=150,
+                               control="base-crash-2G-256M"),
         "base-stray-write-s": sc("base", mem="2G", cmdline="crashkernel=256M",
                                  steps=["load-s", "stray", "crash"],
-                                 regions=[(256 * MIB, 0, G4)], lost=True, timeout=150),
+                                 regions=[(256 * MIB, 0, G4)], lost=True, timeout=150,
+                                 control="base-crash-2G-256M-s"),
+        # Their controls: the same boots and crashes, without the write.
+        "base-crash-2G-256M": sc("base", mem="2G", cmdline="crashkernel=256M",
+                                 steps=["load-c", "crash"], regions=[(256 * MIB, 0, G4)]),
+        "base-crash-2G-256M-s": sc("base", mem="2G", cmdline="crashkernel=256M",
+                                   steps=["load-s", "crash"], regions=[(256 * MIB, 0, G4)]),
         # The unpatched 6.12: the region in blocks, nothing protected (and
         # its kselftest says so).
         "base-plain-512M": sc("base", cmdline="crashkernel=512M",
@@ -507,8 +514,9 @@ def control_of(name):
 
 
 def needs_control(name):
-    return SCENARIOS[name]["shape"] in ("shape", "nothing") and \
-        not variants.pages_all_ram(SCENARIOS[name]["variant"])
+    s = SCENARIOS[name]
+    return s["lost"] or (s["shape"] in ("shape", "nothing")
+                         and not variants.pages_all_ram(s["variant"]))
 
 
 def selftest_expect(spec):
@@ -608,7 +616,8 @@ def _evaluate(c, name, spec, res, results, image_size):
     if "selftest" in kinds:
         C.check_selftest(c, res, selftest_expect(spec))
     if "stray" in kinds:
-        C.check_stray(c, res, variants.protects(v))
+        C.check_stray(c, res, variants.protects(v),
+                      results.get(control_of(name)) if spec["lost"] else None)
     if "crash" in kinds and spec["lost"]:
         pass    # check_stray: no capture to check
     elif "crash" in kinds:

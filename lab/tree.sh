@@ -81,12 +81,12 @@ progress "applying ${#SERIES[@]} patch(es) from patches/$KERNEL/"
 git am --abort >/dev/null 2>&1 || true
 git reset -q --hard base
 for p in "${SERIES[@]}"; do
-	if ! git am -q --keep-cr "$p" >"$LOGS/git-am.log" 2>&1; then
+	if ! git am -q --keep-cr "$p" >"$LOGS/git-am$KSUFFIX.log" 2>&1; then
 		files=$(git am --show-current-patch=diff 2>/dev/null | sed -n 's|^+++ b/||p' | sort -u | tr '\n' ' ')
 		git am --abort >/dev/null 2>&1 || true
-		cat "$LOGS/git-am.log" >&2
+		cat "$LOGS/git-am$KSUFFIX.log" >&2
 		die "patch $(basename "$p") does not apply to $(git log -1 --format=%s base)" \
-			"(the series was made on $made_on; files: $files); log: $LOGS/git-am.log"
+			"(the series was made on $made_on; files: $files); log: $LOGS/git-am$KSUFFIX.log"
 	fi
 done
 echo "$want $(git rev-parse HEAD)" >"$stamp"

@@ -49,7 +49,7 @@ def unit_checks():
     for i in ids:
         out.append(("test_lab: " + i.split(".", 1)[-1], i not in bad, bad.get(i, "")))
 
-    kst = os.path.join(lab.BUILD, "kselftest")
+    kst = os.path.join(lab.BUILD, "kselftest" + variants.SUFFIX)
     p = subprocess.run(["make", "-s", "-C", os.path.join(tree, "tools/testing/selftests"),
                         "TARGETS=arm64", "ARM64_SUBTARGETS=kdump", "ARCH=arm64",
                         "CROSS_COMPILE=aarch64-linux-gnu-", "O=" + kst],

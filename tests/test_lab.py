@@ -692,6 +692,12 @@ class Unprotected(unittest.TestCase):
 
     def setUp(self):
         self.r = recorded("results-crash-plain-512M.txt")
+        self.tmp = tempfile.mkdtemp()
+
+    def tearDown(self):
+        for f in os.listdir(self.tmp):
+            os.unlink(os.path.join(self.tmp, f))
+        os.rmdir(self.tmp)
 
     def test_loads_left_valid(self):
         self.assertEqual(failed(C.check_loads, self.r, IMAGE, False, False),
@@ -711,9 +717,15 @@ class Unprotected(unittest.TestCase):
         self.assertEqual(failed(C.check_blocks_as_control, more, blk),
                          ["same_pte_tables_as_control"])
 
-    def with_stray(self, rc, oops, capture=True):
+    # The sample's region is 0xe0000000-0x100000000; PHYS_OFFSET 0x40000000.
+    INFO = ["NUMBER(VA_BITS)=48", "NUMBER(PHYS_OFFSET)=0x40000000"]
+    IN_REGION = "ffff0000a0200000"      # PA 0xe0200000
+    OUTSIDE = "ffff000000200000"        # PA 0x40200000
+
+    def with_stray(self, rc, oops, capture=True, at=IN_REGION, console=None):
         """The sample with a stray step after its load (records of step 2,
-        the crash moved to 3), its capture records kept or dropped."""
+        the crash moved to 3), its capture records kept (with VMCOREINFO)
+        or dropped, and a console log with CONSOLE's text."""
         out = []
         for x in self.r.records:
             if x.step in ("capture", "end") and not capture:
@@ -724,23 +736,49 @@ class Unprotected(unittest.TestCase):
             if x.step == "load-c" and x.key == "crash_size":
                 out += [lab.Record(2, "stray", "target", "0xe0000000-0x100000000"),
                         lab.Record(2, "stray", "rc", rc), lab.Record(2, "stray", "oops", oops)]
-        return lab.Result("t", lab.outcome_of(out), out, "console.log", 0.0)
+                if oops != "0":
+                    out.append(lab.Record(2, "stray", "oops_line", "Unable to handle kernel "
+                                          "paging request at virtual address " + at))
+        if capture:
+            out += [lab.Record(0, "capture", "vmcoreinfo", i) for i in self.INFO]
+        path = os.path.join(self.tmp, "console-%d.log" % len(os.listdir(self.tmp)))
+        with open(path, "w") as f:
+            f.write(console if console is not None else
+                    "Booting Linux on physical CPU 0x0\nStarting crashdump kernel...\nBye!\n")
+        return lab.Result("t", lab.outcome_of(out), out, path, 0.0)
 
     def test_stray_write_faults_with_protection(self):
         self.assertEqual(failed(C.check_stray, self.with_stray("139", "1"), True), [])
         self.assertEqual(failed(C.check_stray, self.with_stray("0", "0"), True),
-                         ["stray_write_faulted"])
+                         ["stray_write_faulted", "stray_fault_in_crash_region"])
+        self.assertEqual(failed(C.check_stray, self.with_stray("139", "1", at=self.OUTSIDE),
+                                True), ["stray_fault_in_crash_region"])
         self.assertEqual(failed(C.check_stray, self.r, True),
-                         ["stray_write_ran", "stray_write_faulted"])
+                         ["stray_write_ran", "stray_write_faulted", "stray_fault_in_crash_region"])
 
     def test_stray_write_loses_the_capture_without(self):
         lost = self.with_stray("0", "0", capture=False)
+        ctl = self.r
         self.assertEqual(lost.outcome, lab.NO_RESULT)
-        self.assertEqual(failed(C.check_stray, lost, False), [])
-        self.assertEqual(failed(C.check_stray, self.with_stray("0", "0"), False),
+        self.assertEqual(failed(C.check_stray, lost, False, ctl), [])
+        self.assertEqual(failed(C.check_stray, self.with_stray("0", "0"), False, ctl),
                          ["capture_lost"])
         self.assertEqual(failed(C.check_stray, self.with_stray("139", "1", capture=False),
-                                False), ["stray_write_went_through"])
+                                False, ctl), ["stray_write_went_through"])
+        # A guest that hung before kexec, or a capture kernel that booted
+        # and then hung, is not the stray write's loss.
+        self.assertEqual(failed(C.check_stray, self.with_stray(
+            "0", "0", capture=False, console="Booting Linux on physical CPU 0x0\n"), False, ctl),
+            ["capture_kernel_entered"])
+        self.assertEqual(failed(C.check_stray, self.with_stray(
+            "0", "0", capture=False, console="Booting Linux on physical CPU 0x0\n"
+            "Starting crashdump kernel...\nBooting Linux on physical CPU 0x0\n"), False, ctl),
+            ["capture_kernel_never_booted"])
+        # Nor when the same boot without the write does not capture either.
+        self.assertEqual(failed(C.check_stray, lost, False, lost),
+                         ["same_layout_captures_without_stray_write"])
+        self.assertEqual(failed(C.check_stray, lost, False, None),
+                         ["same_layout_captures_without_stray_write"])
 
     def test_pages_but_the_kernel_alias(self):
         """rodata=full on 6.12: PMD blocks only within the block hull of
@@ -748,19 +786,26 @@ class Unprotected(unittest.TestCase):
         def with_kernel(x):
             if x.step == "boot" and x.key == "release":
                 return [x, lab.Record(0, "boot", "kernel", "0x40200000-0x40620000"),
-                        lab.Record(0, "boot", "kernel", "0x40700000-0x40810000")]
+                        lab.Record(0, "boot", "kernel", "0x40700000-0x40810000"),
+                        lab.Record(0, "boot", "ram", "0x40000000-0x240000000")]
             return x
         base = doctored(self.r, with_kernel)
         hull = 6 << 20      # 0x40200000-0x40620000 touches three 2 MiB blocks
-        ok = doctored(doctored(base, setval("boot", "map.pud_bytes", "0")),
-                      setval("boot", "map.pmd_bytes", str(hull)))
+        rest = (8 << 30) - (512 << 20) - hull
+        ok = doctored(doctored(doctored(base, setval("boot", "map.pud_bytes", "0")),
+                               setval("boot", "map.pmd_bytes", str(hull))),
+                      setval("boot", "map.pte_outside_crash", str(rest)))
         self.assertEqual(failed(C.check_pages_but_kernel_alias, ok, 4096), [])
         more = doctored(ok, setval("boot", "map.pmd_bytes", str(hull + (2 << 20))))
         self.assertEqual(failed(C.check_pages_but_kernel_alias, more, 4096),
                          ["pages_but_the_kernel_alias"])
+        # Blocks elsewhere: fewer pages than the rest of RAM.
+        few = doctored(ok, setval("boot", "map.pte_outside_crash", str(rest - (66 << 20))))
+        self.assertEqual(failed(C.check_pages_but_kernel_alias, few, 4096),
+                         ["pages_cover_the_rest_of_ram"])
         # The recorded series boot has 1G blocks: not a forced map.
         self.assertEqual(failed(C.check_pages_but_kernel_alias, base, 4096),
-                         ["pages_but_the_kernel_alias"])
+                         ["pages_but_the_kernel_alias", "pages_cover_the_rest_of_ram"])
         # Without Kernel code records nothing can be allowed.
         self.assertEqual(failed(C.check_pages_but_kernel_alias,
                                 doctored(ok, lambda x: None if x.key == "kernel" else x), 4096),
