@@ -133,7 +133,10 @@ def main():
     comments = []
     for n in names:
         r = results[n]
-        if r.outcome == lab.NO_RESULT:
+        if r.outcome == lab.NO_RESULT and SC.SCENARIOS[n]["lost"]:
+            comments.append("# %s: NO RESULT, as this scenario requires (its capture "
+                            "kernel was overwritten); console: %s" % (n, r.console))
+        elif r.outcome == lab.NO_RESULT:
             comments.append("# %s: NO RESULT (the guest hung or died without its "
                             "final record); console: %s" % (n, r.console))
         elif r.outcome == lab.LAB_ERROR:
