@@ -4,6 +4,7 @@
 #   make test    every scenario, TAP, ends with "N passed, N failed"
 #   make bench   base against series: linear-map shape and boot cost
 #   make bench-crash  crash on the dumps of every layout: sizes, analysis time
+#   make bench-stray  (KERNEL=6.12) a stray write into the loaded capture kernel
 #   make tree    build/linux = Debian linux-source-6.1 + patches/6.1 (KERNEL=6.12: build/linux-6.12)
 #   make patches regenerate patches/$(KERNEL) from its tree
 #   make check   checkpatch --strict and a build of every patch in turn
@@ -21,7 +22,7 @@ CMDLINE ?= rodata=on crashkernel=512M
 export LAB_T0 := $(shell date +%s)
 export _lab_t0 := $(LAB_T0)
 
-.PHONY: run test test-full unit bench bench-crash deps tree build guest patches check matrix fresh-check clean
+.PHONY: run test test-full unit bench bench-crash bench-stray deps tree build guest patches check matrix fresh-check clean
 
 deps:
 	@lab/deps.sh
@@ -61,6 +62,10 @@ bench: guest
 # crash on the dumps of every layout, base against series: sizes and times.
 bench-crash: guest
 	@python3 bench/crash.py
+
+# KERNEL=6.12: the stray write into the loaded capture kernel, 6.12 and series.
+bench-stray: guest
+	@python3 bench/stray.py
 
 patches:
 	@lab/patches.sh
