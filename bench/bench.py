@@ -234,7 +234,8 @@ def versions():
         except OSError:
             rel[v] = "unknown"
     return [
-        ("command", "make bench (bench/bench.py)"),
+        ("command", "make bench%s (bench/bench.py)"
+         % ("" if variants.KERNEL == "6.1" else " KERNEL=" + variants.KERNEL)),
         ("date", time.strftime("%Y-%m-%d", time.gmtime())),
         ("host", "%s, %d CPUs, %d GiB RAM, %s" % (
             cpu, os.cpu_count(), os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") >> 30,
@@ -243,9 +244,10 @@ def versions():
         ("compiler", out(["aarch64-linux-gnu-gcc", "--version"])),
         ("kernel source", "Debian linux-source-%s " % variants.KERNEL + out(
             ["dpkg-query", "-W", "-f=${Version}", "linux-source-" + variants.KERNEL])),
-        ("kernels", "base %s, series %s (%d patches), config/lab.config, %d KiB pages" % (
+        ("kernels", "base %s, series %s (%d patches), %s, %d KiB pages" % (
             rel["base"], rel["series"], len([p for p in os.listdir(os.path.join(lab.TOP, "patches", variants.KERNEL))
                                              if p.endswith(".patch") and not p.startswith("0000")]),
+            " + ".join(os.path.relpath(f, lab.TOP) for f in variants.lab_fragments()),
             PAGE >> 10)),
         ("guests", "QEMU virt, -cpu max, TCG, -smp 1, -icount shift=0,sleep=off; "
                    "ticks of the 62.5 MHz virtual counter (16 instructions each)"),

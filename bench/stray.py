@@ -56,7 +56,8 @@ def main():
     with ThreadPoolExecutor(max_workers=2) as ex:
         res = dict(ex.map(run, NAMES))
     L = ["## make bench-stray KERNEL=%s results\n" % variants.KERNEL]
-    L += ["- %s: %s" % kv for kv in versions() if kv[0] != "guests"]
+    L.append("- command: make bench-stray KERNEL=%s (bench/stray.py)" % variants.KERNEL)
+    L += ["- %s: %s" % kv for kv in versions() if kv[0] not in ("guests", "command")]
     L.append("- guests: QEMU virt, -cpu max, TCG, 2 vCPUs, as in make test")
     L.append("- wall time: %d s for %d guests" % (time.time() - t0, len(NAMES)))
     L.append("")
