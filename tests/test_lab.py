@@ -811,6 +811,29 @@ class Unprotected(unittest.TestCase):
                                 doctored(ok, lambda x: None if x.key == "kernel" else x), 4096),
                          ["pages_but_the_kernel_alias"])
 
+    def shrunk(self, total_kb, free_kb):
+        """The sample with a shrink of 64M as step 2 (its linear-map figures
+        those of the boot)."""
+        out = list(self.r.records)
+        out += [lab.Record(2, "shrink", "rc", "0"),
+                lab.Record(2, "shrink", "memfree_delta_kb", str(free_kb)),
+                lab.Record(2, "shrink", "memtotal_delta_kb", str(total_kb)),
+                lab.Record(2, "shrink", "iomem_crash", "0xe0000000-0xfc000000"),
+                lab.Record(2, "shrink", "crash_size", str((512 - 64) << 20))]
+        out += [lab.Record(2, "shrink", x.key, x.value) for x in self.r.records
+                if x.step == "boot" and x.key.startswith("map.")]
+        return lab.Result("t", lab.DONE, out, "console.log", 0.0)
+
+    def test_shrink_counts_managed_pages_exactly(self):
+        d = 64 << 20
+        self.assertEqual(failed(C.check_shrink, self.shrunk(65536, 65536), d), [])
+        # Freed pages still on the per-CPU lists: MemFree short, MemTotal exact.
+        self.assertEqual(failed(C.check_shrink, self.shrunk(65536, 60800), d), [])
+        self.assertEqual(failed(C.check_shrink, self.shrunk(65472, 65536), d),
+                         ["memtotal_grew_by_delta"])
+        self.assertEqual(failed(C.check_shrink, self.shrunk(65536, 30000), d),
+                         ["memfree_grew_by_delta"])
+
     def test_lost_guest_must_not_finish(self):
         self.assertEqual(failed(C.check_reports, self.r, ["load-c", "crash"], True),
                          ["guest_did_not_finish"])
