@@ -174,12 +174,13 @@ def parse_records(text, garbage=None):
     return out
 
 
-def qemu_base(mem, machine_opts=""):
+def qemu_base(mem, machine_opts="", cpu="max"):
     """The QEMU command every lab run starts with.  -nodefaults: no device
     the lab did not declare (QEMU virt would add a virtio-net NIC whose
-    option ROM comes from ipxe-qemu, which a minimal host lacks)."""
+    option ROM comes from ipxe-qemu, which a minimal host lacks).  CPU:
+    the -cpu model and its properties ("max,lpa2=off": without FEAT_LPA2)."""
     return [QEMU, "-nodefaults",
-            "-M", "virt,dtb-kaslr-seed=off" + machine_opts, "-cpu", "max",
+            "-M", "virt,dtb-kaslr-seed=off" + machine_opts, "-cpu", cpu,
             "-m", mem, "-display", "none", "-monitor", "none"]
 
 
@@ -257,7 +258,7 @@ def initramfs(variant):
 
 
 def qemu_command(variant, mem, cmdline, rundir, firmware="dt", icount=False,
-                 smp=2, dtb=None, kernel=None, disk=None):
+                 smp=2, dtb=None, kernel=None, disk=None, cpu="max"):
     """The full QEMU command line of one guest.  Every device is declared:
     the PL011 console (into console.log), the virtio-serial port that
     carries the results (into results.txt) and, with DISK (a raw image
@@ -268,7 +269,7 @@ def qemu_command(variant, mem, cmdline, rundir, firmware="dt", icount=False,
         mte = variants.config_value(variant, "CONFIG_ARM64_MTE") == "y"
     except variants.UnknownVariant as e:
         raise LabError(str(e))
-    cmd = qemu_base(mem, ",mte=on" if mte else "") + [
+    cmd = qemu_base(mem, ",mte=on" if mte else "", cpu) + [
         "-smp", str(smp),
         # Guest RAM is not reserved on the host: large guests fit.
         "-object", "memory-backend-ram,id=ram,size=%s,reserve=off" % mem,
@@ -299,14 +300,15 @@ def qemu_command(variant, mem, cmdline, rundir, firmware="dt", icount=False,
 
 def run_guest(name, variant="series", mem="8G", cmdline="", steps=(),
               marker=None, firmware="dt", icount=False, timeout=300, smp=2,
-              dtb=None, kernel=None, disk_bytes=0):
+              dtb=None, kernel=None, disk_bytes=0, cpu="max"):
     """Boot one guest and return its Result.  Never raises: a hang or a
     guest that dies without its final record is NO_RESULT; a host-side
     failure (no Image, QEMU does not start) is LAB_ERROR with one line
     that names the step and its log.  KERNEL boots another Image with
     VARIANT's initramfs (and capture kernel).  DISK_BYTES: the size of
     the (sparse) disk image, dump.img in the run directory, that the
-    capture kernel writes its dumps to; see lab/vmcore.py."""
+    capture kernel writes its dumps to; see lab/vmcore.py.  CPU: as for
+    qemu_base()."""
     rundir = os.path.join(BUILD, "runs" + variants.SUFFIX, name)
     os.makedirs(rundir, exist_ok=True)
     # Nothing of an earlier run may pass for this one's: its records, its
@@ -327,7 +329,7 @@ def run_guest(name, variant="series", mem="8G", cmdline="", steps=(),
             f.truncate(disk_bytes)
     try:
         cmd = qemu_command(variant, mem, full.strip(), rundir, firmware, icount,
-                           smp, dtb, kernel, disk)
+                           smp, dtb, kernel, disk, cpu)
     except LabError as e:
         return Result(name, LAB_ERROR, [], os.path.join(rundir, "console.log"), 0.0,
                       error=str(e))

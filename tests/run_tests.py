@@ -114,6 +114,7 @@ def main():
             r = lab.run_guest(n, s["variant"], s["mem"], s["cmdline"], s["steps"],
                               firmware=s["firmware"], dtb=dtb,
                               timeout=min(args.timeout, s["timeout"] or args.timeout),
+                              cpu=s["cpu"],
                               disk_bytes=disk)
             if disk:
                 lab.progress("  %s: opening the dump with crash" % n)
