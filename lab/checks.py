@@ -213,7 +213,7 @@ def check_pages_but_kernel_alias(c, res, page_size):
     m = res.map("boot")
     blk = pte_table_span(page_size)
     code = regions_of(res.all("boot", "kernel"))[:1]
-    hull = sum(-(-e // blk) * blk - s // blk * blk for s, e in code)
+    hull = sum(e - s + hull_extra((s, e), page_size) for s, e in code)
     pmd = m.get("pmd_bytes")
     c.check("pages_but_the_kernel_alias", code and m.get("pud_bytes") == 0
             and pmd is not None and pmd <= hull,
