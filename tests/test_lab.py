@@ -501,6 +501,31 @@ class CrashAnalysis(unittest.TestCase):
     def test_recorded_passes(self):
         self.assertEqual(self.failed_on(), [])
 
+    def test_unprotected_kernel_must_show_no_invalid_entry(self):
+        """A kernel without the protection (6.12): the recorded series dump,
+        whose loaded capture kernel is invalid, must fail that check."""
+        res = recorded(self.RES)
+        res.analysis = {"kdump": self.analysis(res)}
+        self.assertEqual(failed(C.check_analysis, res, 4096, 1 << 30, False, True, False),
+                         ["crash_vtop_capture_kernel_unprotected"])
+
+    def test_panic_must_name_the_stray_write(self):
+        """With a stray step, crash's PANIC (here the sysrq one) must be an
+        oops at an address of the crash region."""
+        res = recorded(self.RES)
+        res.records.append(lab.Record(9, "stray", "oops_line", "Unable to handle kernel "
+                                      "paging request at virtual address ffff000020000000"))
+        res.analysis = {"kdump": self.analysis(res)}
+        self.assertEqual(failed(C.check_analysis, res, 4096, 1 << 30, False, True),
+                         ["crash_sys_panic_names_stray_write"])
+        # The same PANIC text with an address in the region passes.
+        region = C.regions(res)[0]
+        import vmcore
+        va = vmcore.linear_va(region[0], vmcore.vmcoreinfo(res))
+        self.assertEqual(self.failed_on(res, edit=lambda t: t.replace(
+            "sysrq triggered crash", "Unable to handle kernel paging request at virtual "
+            "address %016x" % va, 1)), [])
+
     def test_recorded_has_every_kind_of_point(self):
         import vmcore
         res = recorded(self.RES)
@@ -833,6 +858,25 @@ class Unprotected(unittest.TestCase):
                          ["memtotal_grew_by_delta"])
         self.assertEqual(failed(C.check_shrink, self.shrunk(65536, 30000), d),
                          ["memfree_grew_by_delta"])
+
+    def test_capture_refused_by_makedumpfile_for_the_known_reason_only(self):
+        known = "PAGE SIZE 0x1000 and VA Bits 52 not supported"
+        def mkd(rc, line):
+            def fn(x):
+                if x.step == "capture" and x.key == "makedumpfile_rc":
+                    return [lab.Record(x.idx, x.step, x.key, rc),
+                            lab.Record(x.idx, x.step, "makedumpfile_log", line)]
+                return x
+            return doctored(self.r, fn)
+        self.assertEqual(failed(C.check_capture, mkd("1", "calculate_plat_config: " + known),
+                                known), [])
+        self.assertEqual(failed(C.check_capture, mkd("1", "Can't read the dump"), known),
+                         ["makedumpfile_stops_only_for_the_known_reason"])
+        # A makedumpfile that worked is not the known refusal either.
+        self.assertEqual(failed(C.check_capture, self.r, known),
+                         ["makedumpfile_stops_only_for_the_known_reason"])
+        bad = doctored(mkd("1", known), lambda x: None if x.key == "marker_found" else x)
+        self.assertEqual(failed(C.check_capture, bad, known), ["vmcore_dmesg_has_marker"])
 
     def test_lost_guest_must_not_finish(self):
         self.assertEqual(failed(C.check_reports, self.r, ["load-c", "crash"], True),
