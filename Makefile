@@ -10,10 +10,11 @@
 #   make check   checkpatch --strict and a build of every patch in turn
 #   make fresh-check  'make run' on a fresh Debian 12 root (debootstrap; root)
 #
-# Every target takes KERNEL=6.1 (the default) or KERNEL=6.12.
+# Every target takes KERNEL=6.1 (the default), KERNEL=6.12 or KERNEL=7.3
+# (mainline; lab/variants.py KERNELS says what differs).
 
 SHELL := /bin/bash
-# The kernel line: 6.1 (patches/6.1) or 6.12 (patches/6.12).
+# The kernel line: 6.1, 6.12 or 7.3 (patches/$(KERNEL)).
 KERNEL ?= 6.1
 export KERNEL
 VARIANT ?= series

@@ -70,7 +70,10 @@ import sys
 sys.path.insert(0, sys.argv[2])
 import checks as C
 import lab
-r = lab.run_guest("check-bisect", "series", "8G", "rodata=on crashkernel=512M",
+import variants
+# The rodata= that keeps the linear map in blocks on this kernel line.
+r = lab.run_guest("check-bisect", "series", "8G",
+                  "rodata=%s crashkernel=512M" % variants.LINE["rodata"],
                   ["load-c", "crash"], kernel=sys.argv[1], timeout=180)
 c = C.Checker("check-bisect", "series")
 if C.check_boot(c, r):

@@ -161,6 +161,48 @@ def check_shape(c, res, control, crash_total, page_size):
             % (m["pte_tables"], limit, cm["pte_tables"], span // MIB))
 
 
+def check_regions_apart(c, m, sfx=""):
+    """The crash regions, main and low, have leaf entries of their own (no
+    block or contiguous run crosses one of their edges, so they can be
+    made invalid without a split), are wholly mapped, and have the memory
+    type of the linear map around them (figures M)."""
+    c.eq("crash_edges_in_leaf_is_zero" + sfx, m.get("crash_edges_in_leaf"), 0)
+    c.eq("crash_unmapped_is_zero" + sfx, m.get("crash_unmapped"), 0)
+    check_memtype(c, m, sfx)
+
+
+def check_apart_shape(c, res, control, page_size):
+    """7.3 and its series, rodata=noalias: the crash regions mapped apart
+    (check_regions_apart), their blocks kept; outside them the same page
+    mappings as the control, plus with 16K and 64K pages at most the rest
+    of the PMD blocks the regions touch; no more spans of pages that could
+    be blocks than the control; and at most two more page-table pages
+    (PMD and PTE tables) per region than the control, the split blocks
+    their edges fall in."""
+    m, cm = res.map("boot"), control.map("boot")
+    check_regions_apart(c, m)
+    got, ctl = m.get("pte_outside_crash"), cm.get("pte_outside_crash")
+    regs = regions_of(m.get("crash_region", []) + m.get("crash_low_region", []))
+    extra = sum(hull_extra(r, page_size) for r in regs)
+    c.check("pte_outside_crash_within_block_hull",
+            got is not None and ctl is not None and ctl <= got <= ctl + extra,
+            "got %r, control %r, block hull adds up to %d" % (got, ctl, extra))
+    c.check("pte_spans_avoidable_as_control",
+            m.get("pte_spans_avoidable") is not None
+            and m.get("pte_spans_avoidable") == cm.get("pte_spans_avoidable"),
+            "got %r, control %r" % (m.get("pte_spans_avoidable"), cm.get("pte_spans_avoidable")))
+    keys = ("pte_tables", "pmd_tables")
+    if any(m.get(k) is None or cm.get(k) is None for k in keys):
+        c.check("table_pages_bounded", False, "tables missing: got %r, control %r"
+                % ([m.get(k) for k in keys], [cm.get(k) for k in keys]))
+        return
+    more = sum(m[k] for k in keys) - sum(cm[k] for k in keys)
+    c.check("table_pages_bounded", 0 <= more <= 2 * len(regs),
+            "%d more PMD+PTE tables than the control (pte %d/%d, pmd %d/%d), %d region(s)"
+            % (more, m["pte_tables"], cm["pte_tables"], m["pmd_tables"], cm["pmd_tables"],
+               len(regs)))
+
+
 def check_twolevel_shape(c, res, ram, crash_total):
     """Two levels of page tables with crashkernel=: no block entries at all
     (makedumpfile cannot read top-level blocks), contiguous page entries
@@ -283,7 +325,7 @@ def check_stray(c, res, protects, control=None):
                                 control and "%d capture records" % len(control.steps("capture"))))
 
 
-def check_loads(c, res, image_size, invalid_elsewhere=False, protects=True):
+def check_loads(c, res, image_size, invalid_elsewhere=False, protects=True, whole=False):
     """Every kexec -p (-c: kexec_load, -s: kexec_file_load) and the unload
     that follows it.  After a load at least the Image's size is invalid in
     the crash regions, nothing of them is unmapped, and outside them nothing
@@ -296,7 +338,9 @@ def check_loads(c, res, image_size, invalid_elsewhere=False, protects=True):
     outside the crash regions would add at least that).
 
     PROTECTS False: a kernel without the protection (6.12): after a load
-    nothing in the crash regions is invalid."""
+    nothing in the crash regions is invalid.  WHOLE: the protection covers
+    the whole regions, main and low (7.3): after a load every byte of them
+    is invalid, and after the unload none."""
     runs = res.runs_all()
     loads = [(i, g) for i, g in runs if g["_step"] in ("load-c", "load-s")]
     n_of = {}
@@ -313,7 +357,13 @@ def check_loads(c, res, image_size, invalid_elsewhere=False, protects=True):
         c.eq("%s_rc" % sfx, ld.get("rc"), ["0"])
         c.eq("loaded_after_%s" % sfx, ld.get("crash_loaded"), ["1"])
         inv = m.get("invalid_crash")
-        if protects:
+        if protects and whole:
+            c.check("whole_regions_invalid_after_%s" % sfx,
+                    inv is not None and inv == m.get("crash_bytes")
+                    and m.get("invalid_low") == m.get("low_bytes"),
+                    "invalid %r of %r bytes in the main region, %r of %r in the low"
+                    % (inv, m.get("crash_bytes"), m.get("invalid_low"), m.get("low_bytes")))
+        elif protects:
             c.check("segments_invalid_after_%s" % sfx, inv is not None and inv >= image_size,
                     "invalid bytes in the crash regions %r, Image %d" % (inv, image_size))
         else:
@@ -338,6 +388,9 @@ def check_loads(c, res, image_size, invalid_elsewhere=False, protects=True):
         c.eq("unload_rc_after_%s" % sfx, ul.get("rc"), ["0"])
         c.eq("not_loaded_after_unload_%s" % sfx, ul.get("crash_loaded"), ["0"])
         c.eq("segments_valid_after_unload_%s" % sfx, lab.map_figures(ul).get("invalid_crash"), 0)
+        if whole:
+            c.eq("low_region_valid_after_unload_%s" % sfx,
+                 lab.map_figures(ul).get("invalid_low"), 0)
 
 
 _TAP = re.compile(r"^(not ok|ok) (\d+)(?: -)? ?(# SKIP )?([\w.-]+)")
@@ -417,7 +470,7 @@ def check_capture(c, res, refuses=None):
                                              res.first("boot", "release")))
 
 
-def check_shrink(c, res, delta):
+def check_shrink(c, res, delta, apart=False):
     """Lowering kexec_crash_size by DELTA gives DELTA back to the page allocator."""
     sh = res.steps("shrink")
     if not c.check("shrink_ran", sh, "no shrink records"):
@@ -440,7 +493,10 @@ def check_shrink(c, res, delta):
     c.check("memfree_grew_by_delta", delta // 2 <= grown <= delta + 4 * MIB,
             "MemFree grew by %d bytes, shrunk by %d" % (grown, delta))
     m = lab.map_figures(sh)
-    check_crash_page_mapped(c, m, "_after_shrink")
+    if apart:
+        check_regions_apart(c, m, "_after_shrink")
+    else:
+        check_crash_page_mapped(c, m, "_after_shrink")
 
 
 PHYS_MASK = (1 << 48) - 1
@@ -557,7 +613,10 @@ def check_vtop(c, res, a, sfx, slot, invalid_elsewhere, expect_blocks, protects=
         if w.pa is None:
             # An invalid entry that still names PA: set_memory_valid(0)
             # cleared only its valid bit, as the protection does.
-            if w.entry is None or w.entry & 1 or w.entry & PHYS_MASK & ~0xfff != pa:
+            # A block names its base (whole blocks are invalidated on 7.3).
+            named = None if w.entry is None else w.entry & PHYS_MASK & ~0xfff
+            if named is None or w.entry & 1 or (
+                    named != pa and named not in {pa & ~(b - 1) for b in BLOCK_LABELS.values()}):
                 bad_invalid.append("%#x: %s" % (pa, w.entry and hex(w.entry)))
             elif _inside(pa, crash):
                 n_inv_in += 1

@@ -4,9 +4,13 @@
 . "$(dirname "$0")/lib.sh"
 
 HOST_PKGS=(gcc gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-system-arm
-	qemu-efi-aarch64 "$KSRC_PKG" bc bison flex libssl-dev libelf-dev
+	qemu-efi-aarch64 bc bison flex libssl-dev libelf-dev
 	cpio ccache make git xz-utils python3 perl dpkg-dev binutils-aarch64-linux-gnu
 	gnuplot-nox kmod rsync device-tree-compiler qemu-user-static)
+
+# The kernel source is a host package only for the lines of the host's
+# own suites (KERNELS in lab/variants.py); tree.sh fetches the others.
+[ "$KSRC_SUITE" != host ] || HOST_PKGS+=("$KSRC_PKG")
 
 missing=()
 for p in "${HOST_PKGS[@]}"; do

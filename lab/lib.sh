@@ -8,17 +8,19 @@ BUILD=${BUILD:-$TOP/build}
 LOGS=$BUILD/logs
 mkdir -p "$LOGS"
 
-# KERNEL picks the kernel line: 6.1 (the default) or 6.12.  Each has its
-# own Debian source package, tree, series and run directories.
+# KERNEL picks the kernel line: 6.1 (the default), 6.12 or 7.3.  Each has
+# its own Debian source package, tree, series and run directories; what
+# differs between them is in one table, KERNELS in lab/variants.py.
 KERNEL=${KERNEL:-6.1}
-case $KERNEL in
-6.1) KSUFFIX= ;;
-6.12) KSUFFIX=-6.12 ;;
-*) printf 'error: KERNEL=%s: the lab knows 6.1 and 6.12\n' "$KERNEL" >&2; exit 1 ;;
-esac
 export KERNEL
+_kvars=$(python3 "$TOP/lab/variants.py" kernel) || exit 1
+eval "$_kvars"
 KSRC_PKG=linux-source-$KERNEL
-KSRC_TARBALL=${KSRC_TARBALL:-/usr/src/$KSRC_PKG.tar.xz}
+if [ "$KSRC_SUITE" = host ]; then
+	KSRC_TARBALL=${KSRC_TARBALL:-/usr/src/$KSRC_PKG.tar.xz}
+else
+	KSRC_TARBALL=${KSRC_TARBALL:-$BUILD/src/$KSRC_PKG.tar.xz}
+fi
 KTREE=$BUILD/linux$KSUFFIX          # git tree: base commit + the series
 KBASE=$BUILD/linux$KSUFFIX-base     # git worktree at the base commit
 PATCHDIR=$TOP/patches/$KERNEL       # the series, as git format-patch wrote it
@@ -164,4 +166,39 @@ fetch_arm64_debs() {
 	for f in "${DEBS_FILES[@]}"; do
 		[ -f "$BUILD/debs/$f" ] || die "apt-get download did not produce $BUILD/debs/$f; see $LOGS/$name-apt.log"
 	done
+}
+
+# fetch_source: for a kernel line whose source package lives in another
+# Debian suite than the host's (KSRC_SUITE), download the version named in
+# lab/source-version-$KERNEL with a private apt configuration under
+# build/src/apt (the host's sources and lists stay as they are), check it
+# against the suite's SHA256, and unpack its tarball to $KSRC_TARBALL.
+# Nothing happens when the tarball is already there.
+fetch_source() {
+	local want dir conf debs deb
+	[ "$KSRC_SUITE" != host ] || return 0
+	[ ! -f "$KSRC_TARBALL" ] || return 0
+	need_cmd apt-get dpkg-deb
+	want=$(cat "$TOP/lab/source-version-$KERNEL")
+	dir=$BUILD/src/apt
+	rm -rf "$dir"
+	mkdir -p "$dir/lists/partial" "$dir/cache/archives/partial" "$dir/debs"
+	echo "deb http://deb.debian.org/debian $KSRC_SUITE main" >"$dir/sources.list"
+	conf=(-o Dir::Etc::SourceList="$dir/sources.list" -o Dir::Etc::SourceParts=/dev/null
+		-o Dir::State::Lists="$dir/lists" -o Dir::Cache="$dir/cache"
+		-o APT::Sandbox::User=root)
+	progress "fetching $KSRC_PKG $want from Debian's $KSRC_SUITE (private apt lists in ${dir#"$TOP"/})"
+	run_logged "$LOGS/source$KSUFFIX-apt.log" apt-get "${conf[@]}" update
+	# apt-get download checks the file against the suite's SHA256.
+	run_logged "$LOGS/source$KSUFFIX-download.log" bash -c 'cd "$1" && shift && apt-get "$@"' _ \
+		"$dir/debs" "${conf[@]}" download "$KSRC_PKG=$want"
+	debs=("$dir"/debs/"${KSRC_PKG}"_*.deb)
+	deb=${debs[0]}
+	[ -f "$deb" ] || die "apt-get download left no $KSRC_PKG .deb; see $LOGS/source$KSUFFIX-download.log"
+	run_logged "$LOGS/source$KSUFFIX-unpack.log" dpkg-deb -x "$deb" "$dir/x"
+	[ -f "$dir/x/usr/src/$KSRC_PKG.tar.xz" ] || die "$deb holds no usr/src/$KSRC_PKG.tar.xz"
+	mv "$dir/x/usr/src/$KSRC_PKG.tar.xz" "$KSRC_TARBALL"
+	echo "$want" >"$KSRC_TARBALL.version"
+	rm -rf "$dir"
+	progress "$KSRC_PKG $want: $(du -m "$KSRC_TARBALL" | cut -f1) MB in ${KSRC_TARBALL#"$TOP"/}"
 }

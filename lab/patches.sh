@@ -24,7 +24,7 @@ GIT_COMMITTER_EMAIL=$(git log -1 --format=%ae "$(git rev-list --reverse base..HE
 export GIT_COMMITTER_NAME GIT_COMMITTER_EMAIL
 tmp=$(mktemp -d)
 git format-patch -q --zero-commit --no-signature --cover-letter \
-	--cover-from-description=subject --subject-prefix="PATCH $KERNEL.y" \
+	--cover-from-description=subject --subject-prefix="$KPREFIX" \
 	-o "$tmp" base..HEAD
 last_date=$(git log -1 --format=%aD HEAD)
 sed -i "s/^Date: .*/Date: $last_date/" "$tmp"/0000-cover-letter.patch

@@ -27,8 +27,10 @@ G4 = 4 * GIB
 TOP48 = 1 << 48
 LOAD_UNLOAD = ["load-c", "unload", "load-s", "unload", "selftest"]
 
-# The kselftest's tests (tools/testing/selftests/arm64/kdump).
-ST_MAPPED = "crash_regions_page_mapped"
+# The kselftest's tests (tools/testing/selftests/arm64/kdump); on 7.3 the
+# first one checks that the regions are mapped apart, not with pages.
+ST_MAPPED = ("crash_regions_mapped_apart" if variants.LINE["design"] == "apart"
+             else "crash_regions_page_mapped")
 ST_MEMTYPE = "crash_memory_type_as_around"
 ST_LIMIT = "pte_outside_crash_within_limit"
 ST_LOAD = "protect_after_load"
@@ -37,7 +39,7 @@ ST_SHRINK = "shrink_returns_memory"
 
 
 def sc(variant="series", mem="8G", cmdline="", steps=(), shape=None, regions=None,
-       log=None, control=None, firmware="dt", dma_bits=None, rodata="on",
+       log=None, control=None, firmware="dt", dma_bits=None, rodata=variants.LINE["rodata"],
        invalid_elsewhere=False, selftest=None, fulldump=False, lost=False, timeout=None,
        cpu="max"):
     """A scenario.  regions: the crash regions expected in /proc/iomem, as
@@ -442,6 +444,115 @@ if variants.KERNEL == "6.12":
         FULL_ONLY |= {_n, "nolpa2-control-" + _v}
 
 
+def scenarios_73():
+    """KERNEL=7.3: mainline and the mainline series.  rodata=noalias (the
+    default here, variants.KERNELS) keeps the linear map in blocks, and
+    rodata=on now means full.  The series maps the crash regions apart at
+    boot (shape "apart") and protects them whole; the unpatched kernel
+    keeps them inside its blocks and protects nothing."""
+    low = (128 * MIB, 0, G4)
+    hi1 = (GIB, G4, TOP48)
+    r512 = [(512 * MIB, 0, G4)]
+    r256 = [(256 * MIB, 0, G4)]
+    fixed = [(256 * MIB, 0x60000000, 0x70000000)]
+    apart = "mapped apart from the linear map"
+    out = {
+        "control": sc(steps=["selftest"], shape="control"),
+        "base-control": sc("base", shape="control"),
+        "plain-512M": sc(cmdline="crashkernel=512M", steps=LOAD_UNLOAD, shape="shape",
+                         regions=r512, log=apart),
+        # crashkernel=,high gets a 128 MiB low region by default; both are
+        # mapped apart and both protected.
+        "high-1G": sc(cmdline="crashkernel=1G,high", steps=LOAD_UNLOAD, shape="shape",
+                      regions=[low, hi1], log=apart),
+        "fixed-256M@0x60000000": sc(cmdline="crashkernel=256M@0x60000000", steps=LOAD_UNLOAD,
+                                    shape="shape", regions=fixed, log=apart),
+        "shrink-64M": sc(cmdline="crashkernel=512M", steps=["shrink:67108864", "load-c", "unload"],
+                         regions=r512),
+        # Shrinking below the low region's size gives up the main region and
+        # makes the former low region crashk_res (crash_shrink_memory()'s
+        # swap): the next loads go there, and it is protected, with no WARN
+        # (panic_on_warn would kill the guest inside the load).
+        "shrink-swap": sc(cmdline="crashkernel=1G,high crashkernel=256M,low panic_on_warn=1",
+                          steps=["shrink:%d" % (1080 * MIB), "load-c", "unload", "load-s",
+                                 "crash"],
+                          regions=[(256 * MIB, 0, G4), hi1]),
+        "crash-plain-512M": sc(cmdline="crashkernel=512M", steps=["load-c", "crash"],
+                               regions=r512),
+        "crash-high-low": sc(cmdline="crashkernel=1G,high crashkernel=128M,low",
+                             steps=["load-s", "crash"], regions=[low, hi1]),
+        "crash-fixed": sc(cmdline="crashkernel=256M@0x60000000", steps=["load-c", "crash"],
+                          regions=fixed),
+        # rodata=on (full, mainline's default) and debug_pagealloc: the linear
+        # map is pages; protection needs nothing more.
+        "rodata-on": sc(cmdline="crashkernel=512M", rodata="on",
+                        steps=["load-c", "unload", "selftest", "load-s", "crash"],
+                        shape="forced", regions=r512),
+        "debug-pagealloc": sc(cmdline="crashkernel=512M debug_pagealloc=on",
+                              steps=["load-c", "unload", "selftest", "load-c", "crash"],
+                              shape="forced", regions=r512, invalid_elsewhere=True),
+        # A stray write over the crash region through the linear map
+        # (/dev/mem) with the capture kernel loaded, then a crash: the series
+        # faults and captures; the unpatched kernel lets it through and loses
+        # the capture, on both load paths.
+        "stray-write": sc(mem="2G", cmdline="crashkernel=256M",
+                          steps=["load-c", "stray", "crash"], regions=r256),
+        "stray-write-s": sc(mem="2G", cmdline="crashkernel=256M",
+                            steps=["load-s", "stray", "crash"], regions=r256),
+        "base-stray-write": sc("base", mem="2G", cmdline="crashkernel=256M",
+                               steps=["load-c", "stray", "crash"], regions=r256, lost=True,
+                               timeout=150, control="base-crash-2G-256M"),
+        "base-stray-write-s": sc("base", mem="2G", cmdline="crashkernel=256M",
+                                 steps=["load-s", "stray", "crash"], regions=r256, lost=True,
+                                 timeout=150, control="base-crash-2G-256M-s"),
+        "base-crash-2G-256M": sc("base", mem="2G", cmdline="crashkernel=256M",
+                                 steps=["load-c", "crash"], regions=r256),
+        "base-crash-2G-256M-s": sc("base", mem="2G", cmdline="crashkernel=256M",
+                                   steps=["load-s", "crash"], regions=r256),
+        # A DMA zone that ends below 4 GiB, and UEFI + ACPI.
+        "control-dma31": sc(dma_bits=31, shape="control"),
+        "plain-256M-dma31": sc(dma_bits=31, cmdline="crashkernel=256M",
+                               steps=["load-c", "unload", "load-s", "crash"], shape="shape",
+                               regions=[(256 * MIB, 0, 0x80000000)], control="control-dma31",
+                               log=apart),
+        "control-uefi": sc(firmware="uefi", shape="control"),
+        "plain-512M-uefi": sc(firmware="uefi", cmdline="crashkernel=512M",
+                              steps=["load-c", "unload", "load-s", "crash"], shape="shape",
+                              regions=r512, control="control-uefi", log=apart),
+        "high-low-uefi": sc(firmware="uefi", cmdline="crashkernel=1G,high crashkernel=128M,low",
+                            steps=["load-c", "unload", "load-s", "crash"], shape="shape",
+                            regions=[low, hi1], control="control-uefi", log=apart),
+        # Bad input: the generic parser's messages; nothing reserved, and
+        # nothing mapped apart.
+        "bad-garbage": sc(cmdline="crashkernel=foo", shape="nothing",
+                          log="memory value expected"),
+        "bad-too-large": sc(cmdline="crashkernel=64G", shape="nothing"),
+        "bad-unaligned-base": sc(cmdline="crashkernel=256M@0x60100000", shape="nothing",
+                                 log="memory is in use"),
+        "bad-base-beyond-ram": sc(cmdline="crashkernel=256M@0x400000000", shape="nothing",
+                                  log="memory is in use"),
+        "bad-low-alone": sc(cmdline="crashkernel=128M,low", shape="nothing"),
+        # The unpatched kernel: the regions inside its blocks, nothing
+        # protected with either rodata=, and its kselftest says so (skips).
+        "base-plain-512M": sc("base", cmdline="crashkernel=512M",
+                              steps=["load-c", "unload", "load-s", "unload", "selftest"],
+                              shape="shape", regions=r512),
+        "base-rodata-on": sc("base", cmdline="crashkernel=512M", rodata="on",
+                             steps=["load-c", "unload", "load-s", "unload", "selftest"],
+                             shape="forced", regions=r512),
+        "base-crash-plain-512M": sc("base", cmdline="crashkernel=512M",
+                                    steps=["load-c", "crash"], regions=r512),
+        "base-crash-high-low": sc("base", cmdline="crashkernel=1G,high crashkernel=128M,low",
+                                  steps=["load-s", "crash"], regions=[low, hi1]),
+    }
+    return out
+
+
+if variants.KERNEL == "7.3":
+    SCENARIOS = scenarios_73()
+    FULL_ONLY = set()
+
+
 def variants_used(full=False):
     """The kernel variants the scenarios of make test (FULL: test-full) boot,
     other than base and series, which every run builds."""
@@ -469,10 +580,20 @@ def needs_control(name):
 
 def selftest_expect(spec):
     """The outcome of each kselftest test in scenario SPEC.  The lab runs it
-    with a capture kernel to load (KDUMP_KERNEL) and without KDUMP_SHRINK."""
+    with a capture kernel to load (KDUMP_KERNEL) and without KDUMP_SHRINK.
+    On 7.3 a kernel that protects nothing makes the protection tests and
+    the mapping test skip."""
     has_region = bool(spec["regions"])
     forced = spec["shape"] == "forced" or "kfence.sample_interval=0" in spec["cmdline"] \
         or variants.levels(spec["variant"]) == 2
+    if variants.LINE["design"] == "apart":
+        prot = "ok" if has_region and variants.protects(spec["variant"]) else "skip"
+        exp = {ST_LOAD: prot, ST_UNLOAD: prot, ST_MAPPED: prot,
+               ST_MEMTYPE: "ok" if has_region else "skip",
+               ST_LIMIT: "skip" if forced or not has_region else "ok",
+               ST_SHRINK: "skip"}
+        exp.update(spec["selftest"])
+        return exp
     exp = {
         ST_MAPPED: "ok" if has_region else "skip",
         ST_MEMTYPE: "ok" if has_region else "skip",
@@ -545,9 +666,11 @@ def _evaluate(c, name, spec, res, results, image_size):
                             "got %r, control %r" % (m.get(key), cm.get(key)))
             elif variants.is_base(v):
                 C.check_blocks_as_control(c, res, ctl)
+            elif variants.LINE["design"] == "apart":
+                C.check_apart_shape(c, res, ctl, page)
             else:
                 C.check_shape(c, res, ctl, total, page)
-    elif shape == "forced" and variants.KERNEL == "6.1":
+    elif shape == "forced" and not variants.LINE["alias_blocks"]:
         C.check_crash_page_mapped(c, m)
         c.check("everything_page_mapped", m.get("pud_bytes") == 0 and m.get("pmd_bytes") == 0,
                 "pud %s pmd %s" % (m.get("pud_bytes"), m.get("pmd_bytes")))
@@ -560,7 +683,8 @@ def _evaluate(c, name, spec, res, results, image_size):
     if kinds & {"load-c", "load-s"}:
         if image_size is None:
             image_size = os.path.getsize(lab.kernel_image(spec["variant"]))
-        C.check_loads(c, res, image_size, spec["invalid_elsewhere"], variants.protects(v))
+        C.check_loads(c, res, image_size, spec["invalid_elsewhere"], variants.protects(v),
+                      whole=variants.LINE["design"] == "apart")
     if "selftest" in kinds:
         C.check_selftest(c, res, selftest_expect(spec))
     if "stray" in kinds:
@@ -572,7 +696,7 @@ def _evaluate(c, name, spec, res, results, image_size):
         C.check_capture(c, res, vmcore.makedumpfile_refuses(v))
         blocks = None
         two = variants.KERNEL == "6.1" and variants.levels(v) == 2
-        if shape == "forced" and variants.KERNEL != "6.1":
+        if shape == "forced" and variants.LINE["alias_blocks"]:
             pass      # blocks over the kernel text alias (see check_pages_but_kernel_alias)
         elif variants.pages_all_ram(v) or two or shape == "forced":
             blocks = False    # page-mapped everywhere (6.1, two levels: see patch 5)
@@ -582,4 +706,4 @@ def _evaluate(c, name, spec, res, results, image_size):
                          spec["invalid_elsewhere"], blocks, variants.protects(v))
     if "shrink" in kinds:
         sizes = [int(st.split(":", 1)[1]) for st in steps if st.startswith("shrink:")]
-        C.check_shrink(c, res, sizes[0])
+        C.check_shrink(c, res, sizes[0], apart=variants.LINE["design"] == "apart")

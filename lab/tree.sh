@@ -28,9 +28,14 @@ made_on=$(cat "$TOP/lab/source-version-$KERNEL")
 rel=${KTREE#"$TOP"/}
 
 if [ ! -d "$KTREE/.git" ]; then
+	fetch_source
 	[ -f "$KSRC_TARBALL" ] ||
 		die "$KSRC_TARBALL not found; run 'make deps' as root (package $KSRC_PKG)"
-	debver=$(dpkg-query -W -f='${Version}' "$KSRC_PKG" 2>/dev/null || echo unknown)
+	if [ "$KSRC_SUITE" = host ]; then
+		debver=$(dpkg-query -W -f='${Version}' "$KSRC_PKG" 2>/dev/null || echo unknown)
+	else
+		debver=$(cat "$KSRC_TARBALL.version" 2>/dev/null || echo unknown)
+	fi
 	progress "extracting $(basename "$KSRC_TARBALL") ($debver) into $rel"
 	[ "$debver" = "$made_on" ] ||
 		progress "note: $KSRC_PKG is $debver; the series and the figures were made on $made_on"
@@ -50,7 +55,7 @@ if [ ! -d "$KTREE/.git" ]; then
 		# Fixed dates: the same tarball always gives the same base commit.
 		GIT_AUTHOR_DATE="2026-01-01T00:00:00Z" GIT_COMMITTER_DATE="2026-01-01T00:00:00Z" \
 			git commit -q -m "Debian $KSRC_PKG $debver" \
-			-m "Base for the arm64 crashkernel series: /usr/src/$KSRC_PKG.tar.xz from Debian package $KSRC_PKG $debver."
+			-m "Base for the arm64 crashkernel series: $KSRC_PKG.tar.xz from Debian package $KSRC_PKG $debver."
 		git tag base
 	)
 	mv "$KTREE.tmp" "$KTREE"

@@ -13,6 +13,8 @@ ccache shares every object the series did not touch).
 The shell scripts read this through the command line:
     lab/variants.py list            every variant name, one per line
     lab/variants.py extra           the NAME variants (config/NAME.config)
+    lab/variants.py kernel          KSUFFIX=, KSRC_SUITE= and KPREFIX= of KERNEL
+                                    (KERNELS)
     lab/variants.py shell VARIANT   src=, outdir=, image= and frags=(...)
                                     assignments for eval
 An unknown variant is a one-line error and exit status 2.
@@ -26,12 +28,51 @@ TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(TOP, "build")
 CONFIG = os.path.join(TOP, "config")
 BASE_FRAGMENT = os.path.join(CONFIG, "lab.config")
-# KERNEL (the environment, as for the shell scripts) picks the kernel line.
-KERNELS = {"6.1": "", "6.12": "-6.12"}
+# The kernel lines, and everything that differs between them: the one
+# table the lab consults (the shell scripts through "variants.py kernel").
+#   suffix      of every per-kernel directory under build/
+#   suite       where Debian's linux-source-KERNEL comes from: "host" is an
+#               ordinary package of the host's own suites (installed by
+#               make deps, tarball in /usr/src); any other value is a
+#               suite fetched with a private apt configuration into
+#               build/src/ (lab/lib.sh fetch_source), so that the host's
+#               apt sources are not changed
+#   protects    does the unpatched kernel invalidate a loaded capture
+#               kernel in the linear map?  (Removed upstream in 6.4.)
+#   pages_all   does the unpatched kernel page-map all of RAM when
+#               crashkernel= is given?  (6.1 with DMA zones.)
+#   rodata      the rodata= value that keeps the linear map in blocks:
+#               "on" until 6.12; in 7.3 "on" means full, and the old
+#               meaning is "noalias"
+#   design      how the series makes the crash region protectable:
+#               "pages" (6.1, 6.12: the region page-mapped, its loaded
+#               segments invalidated) or "apart" (7.3: the region mapped
+#               with leaf entries of its own, blocks kept, the whole
+#               regions invalidated)
+#   alias_blocks  with rodata=full or debug_pagealloc, does the kernel
+#               still map the linear alias of its text with blocks?
+#   prefix      the subject prefix of the posted series
+#   crash       True if Debian 12's crash (8.0.2) opens this line's dumps;
+#               otherwise why not (the dump checks are then a note, not a
+#               pass)
+KERNELS = {
+    "6.1": dict(suffix="", suite="host", protects=True, pages_all=True,
+                rodata="on", design="pages", alias_blocks=False,
+                prefix="PATCH 6.1.y", crash=True),
+    "6.12": dict(suffix="-6.12", suite="host", protects=False, pages_all=False,
+                 rodata="on", design="pages", alias_blocks=True,
+                 prefix="PATCH 6.12.y", crash=True),
+    "7.3": dict(suffix="-7.3", suite="trixie-backports", protects=False,
+                pages_all=False, rodata="noalias", design="apart",
+                alias_blocks=False, prefix="PATCH",
+                crash="crash 8.0.2 cannot open 7.3 dumps (\"invalid structure member offset:"
+                " kmem_cache_s_num\", \"cannot resolve: modules\"); sid has crash 9.0.2"),
+}
 KERNEL = os.environ.get("KERNEL") or "6.1"
 if KERNEL not in KERNELS:
-    sys.exit("error: KERNEL=%s: the lab knows %s" % (KERNEL, " and ".join(KERNELS)))
-SUFFIX = KERNELS[KERNEL]   # of every per-kernel directory under build/
+    sys.exit("error: KERNEL=%s: the lab knows %s" % (KERNEL, ", ".join(KERNELS)))
+LINE = KERNELS[KERNEL]
+SUFFIX = LINE["suffix"]
 _tree = os.path.join(BUILD, "linux" + SUFFIX)
 TREES = {"base": _tree + "-base", "series": _tree}
 
@@ -93,16 +134,15 @@ def is_base(name):
 
 def protects(name):
     """Does VARIANT invalidate a loaded capture kernel in the linear map?
-    6.1 does, and so does the series on 6.12; 6.12 itself no longer does
-    (removed in 6.4)."""
-    return not (KERNEL == "6.12" and is_base(name))
+    Every series does; of the unpatched kernels only 6.1 (KERNELS)."""
+    return not is_base(name) or LINE["protects"]
 
 
 def pages_all_ram(name):
     """Does VARIANT map all of RAM with pages when crashkernel= is given?
-    Only the unpatched 6.1 (with DMA zones); 6.12 keeps its blocks, the
-    crash region's included."""
-    return KERNEL == "6.1" and is_base(name)
+    Only the unpatched 6.1 (with DMA zones); later kernels keep their
+    blocks, the crash region's included."""
+    return is_base(name) and LINE["pages_all"]
 
 
 def config_value(name, symbol):
@@ -160,6 +200,10 @@ def main(argv):
         print("\n".join(names()))
     elif argv[:1] == ["extra"] and len(argv) == 1:
         print("\n".join(fragments()))
+    elif argv[:1] == ["kernel"] and len(argv) == 1:
+        print("KSUFFIX=%s" % shlex.quote(SUFFIX))
+        print("KSRC_SUITE=%s" % shlex.quote(LINE["suite"]))
+        print("KPREFIX=%s" % shlex.quote(LINE["prefix"]))
     elif argv[:1] == ["shell"] and len(argv) == 2:
         try:
             d = describe(argv[1])
@@ -171,7 +215,7 @@ def main(argv):
         print("image=%s" % shlex.quote(d["image"]))
         print("frags=(%s)" % " ".join(shlex.quote(f) for f in d["frags"]))
     else:
-        print("usage: lab/variants.py list | extra | shell VARIANT", file=sys.stderr)
+        print("usage: lab/variants.py list | extra | kernel | shell VARIANT", file=sys.stderr)
         return 2
     return 0
 

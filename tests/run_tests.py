@@ -39,15 +39,10 @@ def unit_checks():
     out.append(("mapcheck: runner exit status", p.returncode == 0,
                 "rc %d: %s" % (p.returncode, p.stdout.strip()[-300:])))
 
-    import unittest
-    import test_lab
-    suite = unittest.defaultTestLoader.loadTestsFromModule(test_lab)
-    ids = [t.id() for t in _iter_tests(suite)]
-    res = unittest.TestResult()
-    suite.run(res)
-    bad = {t.id(): tb.strip().splitlines()[-1] for t, tb in res.failures + res.errors}
-    for i in ids:
-        out.append(("test_lab: " + i.split(".", 1)[-1], i not in bad, bad.get(i, "")))
+    # Each module runs under the kernel line its samples were recorded on
+    # (UNIT_MODULES), in a process of its own, whatever KERNEL this run is.
+    for module, kernel in UNIT_MODULES:
+        out += unit_module(module, kernel)
 
     kst = os.path.join(lab.BUILD, "kselftest" + variants.SUFFIX)
     p = subprocess.run(["make", "-s", "-C", os.path.join(tree, "tools/testing/selftests"),
@@ -62,12 +57,46 @@ def unit_checks():
     return out
 
 
-def _iter_tests(suite):
-    for t in suite:
+# The host-side unit test modules, and the KERNEL each runs with.
+UNIT_MODULES = [("test_lab", "6.1"), ("test_mainline", "7.3")]
+
+_UNIT_RUNNER = r"""
+import json, sys, unittest
+sys.path.insert(0, sys.argv[1])
+mod = __import__(sys.argv[2])
+suite = unittest.defaultTestLoader.loadTestsFromModule(mod)
+
+def tests(s):
+    for t in s:
         if hasattr(t, "__iter__"):
-            yield from _iter_tests(t)
+            yield from tests(t)
         else:
             yield t
+
+ids = [t.id() for t in tests(suite)]
+res = unittest.TestResult()
+suite.run(res)
+bad = {t.id(): tb.strip().splitlines()[-1] for t, tb in res.failures + res.errors}
+# A skip or an expected failure is not a pass.
+bad.update({t.id(): "skipped: %s" % why for t, why in res.skipped})
+bad.update({t.id(): "expected failure" for t, _ in res.expectedFailures})
+bad.update({t.id(): "unexpected success" for t in res.unexpectedSuccesses})
+print(json.dumps([(i, i not in bad, bad.get(i, "")) for i in ids]))
+"""
+
+
+def unit_module(module, kernel):
+    """[(name, ok, detail)] of every test of tests/MODULE.py, run with
+    KERNEL=KERNEL."""
+    import json
+    p = subprocess.run([sys.executable, "-c", _UNIT_RUNNER, HERE, module],
+                       capture_output=True, text=True, env=dict(os.environ, KERNEL=kernel))
+    try:
+        rows = json.loads(p.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        return [("%s: runs (KERNEL=%s)" % (module, kernel), False,
+                 "exit %d: %s" % (p.returncode, (p.stderr or p.stdout).strip()[-300:]))]
+    return [("%s: %s" % (module, i.split(".", 1)[-1]), ok, detail) for i, ok, detail in rows]
 
 
 def main():

@@ -35,6 +35,16 @@
  *   page_size             the page size used, in bytes
  *   va_bits, levels       VA_BITS (from where the linear map starts) and
  *                         the number of page-table levels
+ *   crash_edges_in_leaf   edges of the crash regions (main and low, start
+ *                         and end, a count) that fall inside one leaf
+ *                         entry or contiguous run: that entry maps memory
+ *                         on both sides, so the region cannot change
+ *                         without a split
+ *   pmd_tables            PMD tables (spans of one level-1 entry) holding
+ *                         PMD- or page-level lines, holes excluded
+ *   low_bytes, invalid_low
+ *                         size of the low crash regions, and how much of
+ *                         them is invalid
  *   crash_regions         how many main regions (0 or 1); then
  *                         phys_offset=0x..., one crash_region=0xSTART-0xEND
  *                         (END exclusive) each, and one
@@ -65,7 +75,67 @@ struct extra {
 	unsigned long long pte_cont_bytes;
 	unsigned long long tlb_entries;
 	unsigned long long linear_bytes;
+	/* Leaf lines, kept for the edges of the crash regions */
+	struct leaf {
+		unsigned long long start, end, granule;
+		int invalid;
+	} *leaves;
+	unsigned int nr_leaves, max_leaves;
+	/* The level-1 span of the last PMD table counted, plus one */
+	unsigned long long last_pmd_table;
+	unsigned long long pmd_tables;
+	int oom;
 };
+
+static void keep_leaf(struct extra *x, const struct lm_line *l,
+		      unsigned long long granule)
+{
+	struct leaf *n;
+
+	if (x->nr_leaves == x->max_leaves) {
+		x->max_leaves = x->max_leaves ? 2 * x->max_leaves : 256;
+		n = realloc(x->leaves, x->max_leaves * sizeof(*n));
+		if (!n) {
+			x->oom = 1;
+			return;
+		}
+		x->leaves = n;
+	}
+	x->leaves[x->nr_leaves].start = l->start;
+	x->leaves[x->nr_leaves].end = l->end;
+	x->leaves[x->nr_leaves].invalid = l->invalid;
+	x->leaves[x->nr_leaves++].granule = granule;
+}
+
+/* Invalid bytes of the leaf lines in the linear range [start, end) */
+static unsigned long long invalid_in(const struct extra *x,
+				     unsigned long long start,
+				     unsigned long long end)
+{
+	unsigned long long lo, hi, bytes = 0;
+	unsigned int i;
+
+	for (i = 0; i < x->nr_leaves; i++) {
+		if (!x->leaves[i].invalid)
+			continue;
+		lo = x->leaves[i].start > start ? x->leaves[i].start : start;
+		hi = x->leaves[i].end < end ? x->leaves[i].end : end;
+		if (hi > lo)
+			bytes += hi - lo;
+	}
+	return bytes;
+}
+
+/* 1 if the linear address VA lies strictly inside one leaf or run */
+static int edge_in_leaf(const struct extra *x, unsigned long long va)
+{
+	unsigned int i;
+
+	for (i = 0; i < x->nr_leaves; i++)
+		if (x->leaves[i].start < va && va < x->leaves[i].end)
+			return va % x->leaves[i].granule != 0;
+	return 0;
+}
 
 static void line_figures(const struct lm_line *l, void *arg)
 {
@@ -79,6 +149,16 @@ static void line_figures(const struct lm_line *l, void *arg)
 		return;
 	if (!l->pte)
 		level = strcmp(l->level, "PMD") && x->page_size == 4096 ? 1 : 2;
+	if (level > 1) {
+		unsigned long long span = x->page_size * ptrs * ptrs;
+		unsigned long long first = l->start / span, last = (l->end - 1) / span;
+
+		if (first + 1 > x->last_pmd_table)
+			x->pmd_tables += last - first + 1;
+		else
+			x->pmd_tables += last + 1 - x->last_pmd_table;
+		x->last_pmd_table = last + 1;
+	}
 	if (level == 3) {
 		cont = x->page_size == 16384 ? 128 : x->page_size == 65536 ? 32 : 16;
 		x->pte_bytes += size;
@@ -95,10 +175,11 @@ static void line_figures(const struct lm_line *l, void *arg)
 		entry *= ptrs * ptrs;
 		x->pud_bytes += size;
 	}
-	if (l->invalid)
-		return;
 	if (l->cont)
 		entry *= cont;
+	keep_leaf(x, l, entry);
+	if (l->invalid)
+		return;
 	x->linear_bytes += size;
 	x->tlb_entries += (size + entry - 1) / entry;
 }
@@ -117,6 +198,7 @@ int main(int argc, char **argv)
 	char err[LM_ERR_LEN], *end;
 	struct lm_figures f;
 	struct lm_iomem io;
+	unsigned long long edges = 0, low_bytes = 0, invalid_low = 0;
 	unsigned int i;
 
 	for (i = 1; i < (unsigned int)argc; i++) {
@@ -138,6 +220,18 @@ int main(int argc, char **argv)
 	if (lm_figures(ptdump, iomem, x.page_size, &io, &f, line_figures, &x,
 		       err))
 		return error(err);
+	if (x.oom)
+		return error("out of memory for the leaf lines");
+	for (i = 0; i < io.nr_crash; i++)
+		edges += edge_in_leaf(&x, io.crash[i].start + f.phys_offset) +
+			 edge_in_leaf(&x, io.crash[i].end + f.phys_offset);
+	for (i = 0; i < io.nr_low; i++) {
+		edges += edge_in_leaf(&x, io.low[i].start + f.phys_offset) +
+			 edge_in_leaf(&x, io.low[i].end + f.phys_offset);
+		low_bytes += io.low[i].end - io.low[i].start;
+		invalid_low += invalid_in(&x, io.low[i].start + f.phys_offset,
+					  io.low[i].end + f.phys_offset);
+	}
 
 	printf("pud_bytes=%llu\n", x.pud_bytes);
 	printf("pmd_bytes=%llu\n", x.pmd_bytes);
@@ -149,6 +243,10 @@ int main(int argc, char **argv)
 	printf("pte_spans_avoidable=%llu\n", f.pte_spans_avoidable);
 	printf("tlb_entries=%llu\n", x.tlb_entries);
 	printf("linear_bytes=%llu\n", x.linear_bytes);
+	printf("crash_edges_in_leaf=%llu\n", edges);
+	printf("pmd_tables=%llu\n", x.pmd_tables);
+	printf("low_bytes=%llu\n", low_bytes);
+	printf("invalid_low=%llu\n", invalid_low);
 	printf("crash_bytes=%llu\n", f.crash_bytes);
 	printf("crash_in_block=%llu\n", f.crash_in_block);
 	printf("crash_unmapped=%llu\n", f.crash_unmapped);
