@@ -1,7 +1,18 @@
 #!/bin/bash
 # Install the host packages the lab needs (Debian 12).  Idempotent: does
 # nothing when everything is already there.
+LAB_DEPS=1
 . "$(dirname "$0")/lib.sh"
+
+# The kernel lines' table is Python (lab/variants.py): python3 comes first.
+if [ "$KSRC_SUITE" = unknown ]; then
+	[ "$(id -u)" = 0 ] || die "python3 is missing; run 'make deps' as root"
+	progress "installing python3 (log: $LOGS/apt-python3.log)"
+	run_logged "$LOGS/apt-update.log" apt-get update
+	run_logged "$LOGS/apt-python3.log" env DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y --no-install-recommends python3
+	exec "$0" "$@"
+fi
 
 HOST_PKGS=(gcc gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-system-arm
 	qemu-efi-aarch64 bc bison flex libssl-dev libelf-dev

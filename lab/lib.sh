@@ -13,8 +13,17 @@ mkdir -p "$LOGS"
 # differs between them is in one table, KERNELS in lab/variants.py.
 KERNEL=${KERNEL:-6.1}
 export KERNEL
-_kvars=$(python3 "$TOP/lab/variants.py" kernel) || exit 1
-eval "$_kvars"
+if command -v python3 >/dev/null 2>&1; then
+	_kvars=$(python3 "$TOP/lab/variants.py" kernel) || exit 1
+	eval "$_kvars"
+elif [ "${LAB_DEPS:-}" = 1 ]; then
+	# make deps on a bare machine: it installs python3 first, then
+	# starts again (lab/deps.sh).
+	KSUFFIX= KSRC_SUITE=unknown KPREFIX=
+else
+	printf "error: python3 is missing; run 'make deps' as root\n" >&2
+	exit 1
+fi
 KSRC_PKG=linux-source-$KERNEL
 if [ "$KSRC_SUITE" = host ]; then
 	KSRC_TARBALL=${KSRC_TARBALL:-/usr/src/$KSRC_PKG.tar.xz}
