@@ -142,14 +142,9 @@ def check_shape(c, res, control, crash_total, page_size):
     if extra == 0:
         c.check("pte_outside_crash_equals_control", got is not None and got == ctl,
                 "got %r, control %r" % (got, ctl))
+        check_pages_against_control(c, m, cm, None)
     else:
-        c.check("pte_outside_crash_within_block_hull",
-                got is not None and ctl is not None and ctl <= got <= ctl + extra,
-                "got %r, control %r, block hull adds up to %d" % (got, ctl, extra))
-    c.check("pte_spans_avoidable_as_control",
-            m.get("pte_spans_avoidable") is not None
-            and m.get("pte_spans_avoidable") == cm.get("pte_spans_avoidable"),
-            "got %r, control %r" % (m.get("pte_spans_avoidable"), cm.get("pte_spans_avoidable")))
+        check_pages_against_control(c, m, cm, extra)
     span = pte_table_span(page_size)
     if cm.get("pte_tables") is None or m.get("pte_tables") is None:
         c.check("pte_tables_bounded", False, "pte_tables missing: got %r, control %r"
@@ -181,16 +176,9 @@ def check_apart_shape(c, res, control, page_size):
     their edges fall in."""
     m, cm = res.map("boot"), control.map("boot")
     check_regions_apart(c, m)
-    got, ctl = m.get("pte_outside_crash"), cm.get("pte_outside_crash")
     regs = regions_of(m.get("crash_region", []) + m.get("crash_low_region", []))
     extra = sum(hull_extra(r, page_size) for r in regs)
-    c.check("pte_outside_crash_within_block_hull",
-            got is not None and ctl is not None and ctl <= got <= ctl + extra,
-            "got %r, control %r, block hull adds up to %d" % (got, ctl, extra))
-    c.check("pte_spans_avoidable_as_control",
-            m.get("pte_spans_avoidable") is not None
-            and m.get("pte_spans_avoidable") == cm.get("pte_spans_avoidable"),
-            "got %r, control %r" % (m.get("pte_spans_avoidable"), cm.get("pte_spans_avoidable")))
+    check_pages_against_control(c, m, cm, extra)
     keys = ("pte_tables", "pmd_tables")
     if any(m.get(k) is None or cm.get(k) is None for k in keys):
         c.check("table_pages_bounded", False, "tables missing: got %r, control %r"
@@ -201,6 +189,21 @@ def check_apart_shape(c, res, control, page_size):
             "%d more PMD+PTE tables than the control (pte %d/%d, pmd %d/%d), %d region(s)"
             % (more, m["pte_tables"], cm["pte_tables"], m["pmd_tables"], cm["pmd_tables"],
                len(regs)))
+
+
+def check_pages_against_control(c, m, cm, extra):
+    """Page entries outside the crash regions: at most EXTRA (their block
+    hull) more than the control boot's CM, unless EXTRA is None; and no
+    more spans of pages that could be blocks than the control."""
+    got, ctl = m.get("pte_outside_crash"), cm.get("pte_outside_crash")
+    if extra is not None:
+        c.check("pte_outside_crash_within_block_hull",
+                got is not None and ctl is not None and ctl <= got <= ctl + extra,
+                "got %r, control %r, block hull adds up to %d" % (got, ctl, extra))
+    c.check("pte_spans_avoidable_as_control",
+            m.get("pte_spans_avoidable") is not None
+            and m.get("pte_spans_avoidable") == cm.get("pte_spans_avoidable"),
+            "got %r, control %r" % (m.get("pte_spans_avoidable"), cm.get("pte_spans_avoidable")))
 
 
 def check_twolevel_shape(c, res, ram, crash_total):
