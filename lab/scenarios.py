@@ -337,6 +337,43 @@ SAME_ON_612 = [
     "base-crash-high-low", "base-crash-fixed", "base-crash-fulldump-1G"]
 
 
+def generic_bad_input():
+    """Bad crashkernel= input as the generic parser and reservation
+    (kernel/crash_reserve.c, 6.9 on) handle it: nothing reserved, and its
+    own message where it gives one.  For 6.12 and 7.3."""
+    return {
+        "bad-garbage": sc(cmdline="crashkernel=foo", shape="nothing",
+                          log="memory value expected"),
+        "bad-too-large": sc(cmdline="crashkernel=64G", shape="nothing"),
+        "bad-unaligned-base": sc(cmdline="crashkernel=256M@0x60100000", shape="nothing",
+                                 log="memory is in use"),
+        "bad-base-beyond-ram": sc(cmdline="crashkernel=256M@0x400000000", shape="nothing",
+                                  log="memory is in use"),
+        "bad-low-alone": sc(cmdline="crashkernel=128M,low", shape="nothing"),
+    }
+
+
+def stray_writes():
+    """A stray write over the main crash region through the linear map
+    (/dev/mem), with the capture kernel loaded, then a crash, on both load
+    paths.  The series faults and captures; the unpatched kernel (6.12,
+    7.3: no protection since 6.4) lets it through and loses the capture,
+    which its controls, the same boots and crashes without the write,
+    do not.  For 6.12 and 7.3."""
+    r256 = [(256 * MIB, 0, G4)]
+    out = {}
+    for how, sfx in (("load-c", ""), ("load-s", "-s")):
+        out["stray-write" + sfx] = sc(mem="2G", cmdline="crashkernel=256M",
+                                      steps=[how, "stray", "crash"], regions=r256)
+        out["base-stray-write" + sfx] = sc("base", mem="2G", cmdline="crashkernel=256M",
+                                           steps=[how, "stray", "crash"], regions=r256,
+                                           lost=True, timeout=150,
+                                           control="base-crash-2G-256M" + sfx)
+        out["base-crash-2G-256M" + sfx] = sc("base", mem="2G", cmdline="crashkernel=256M",
+                                             steps=[how, "crash"], regions=r256)
+    return out
+
+
 def scenarios_612():
     low = (128 * MIB, 0, G4)
     hi1 = (GIB, G4, TOP48)
@@ -351,41 +388,15 @@ def scenarios_612():
                                   shape="shape", regions=[low, (3584 * MIB, G4, TOP48)],
                                   log="after paging_init, rebuilding"),
         # Bad input: the generic parser's messages; nothing reserved.
-        "bad-garbage": sc(cmdline="crashkernel=foo", shape="nothing",
-                          log="memory value expected"),
-        "bad-too-large": sc(cmdline="crashkernel=64G", shape="nothing"),
-        "bad-unaligned-base": sc(cmdline="crashkernel=256M@0x60100000", shape="nothing",
-                                 log="memory is in use"),
-        "bad-base-beyond-ram": sc(cmdline="crashkernel=256M@0x400000000", shape="nothing",
-                                  log="memory is in use"),
-        "bad-low-alone": sc(cmdline="crashkernel=128M,low", shape="nothing"),
+        **generic_bad_input(),
         # ,high with no RAM above 4G: the generic fallback takes it below,
         # late, and only that region is page-mapped.
         "high-512M-no-ram-above-4G": sc(mem="2G", cmdline="crashkernel=512M,high",
                                         steps=["load-c", "unload"], shape="shape",
                                         regions=[(512 * MIB, 0, G4)], control="control-2G",
                                         log="after paging_init, rebuilding"),
-        # A stray write over the crash region through the linear map
-        # (/dev/mem), with the capture kernel loaded, then a crash.  The
-        # series faults at the first page of a loaded segment and the
-        # capture works; 6.12 lets the write through and loses the capture.
-        "stray-write": sc(mem="2G", cmdline="crashkernel=256M",
-                          steps=["load-c", "stray", "crash"], regions=[(256 * MIB, 0, G4)]),
-        "stray-write-s": sc(mem="2G", cmdline="crashkernel=256M",
-                            steps=["load-s", "stray", "crash"], regions=[(256 * MIB, 0, G4)]),
-        "base-stray-write": sc("base", mem="2G", cmdline="crashkernel=256M",
-                               steps=["load-c", "stray", "crash"],
-                               regions=[(256 * MIB, 0, G4)], lost=True, timeout=150,
-                               control="base-crash-2G-256M"),
-        "base-stray-write-s": sc("base", mem="2G", cmdline="crashkernel=256M",
-                                 steps=["load-s", "stray", "crash"],
-                                 regions=[(256 * MIB, 0, G4)], lost=True, timeout=150,
-                                 control="base-crash-2G-256M-s"),
-        # Their controls: the same boots and crashes, without the write.
-        "base-crash-2G-256M": sc("base", mem="2G", cmdline="crashkernel=256M",
-                                 steps=["load-c", "crash"], regions=[(256 * MIB, 0, G4)]),
-        "base-crash-2G-256M-s": sc("base", mem="2G", cmdline="crashkernel=256M",
-                                   steps=["load-s", "crash"], regions=[(256 * MIB, 0, G4)]),
+        # The stray write, series and unpatched (stray_writes()).
+        **stray_writes(),
         # The unpatched 6.12: the region in blocks, nothing protected (and
         # its kselftest says so).
         "base-plain-512M": sc("base", cmdline="crashkernel=512M",
@@ -453,7 +464,6 @@ def scenarios_73():
     low = (128 * MIB, 0, G4)
     hi1 = (GIB, G4, TOP48)
     r512 = [(512 * MIB, 0, G4)]
-    r256 = [(256 * MIB, 0, G4)]
     fixed = [(256 * MIB, 0x60000000, 0x70000000)]
     apart = "mapped apart from the linear map"
     out = {
@@ -491,24 +501,7 @@ def scenarios_73():
         "debug-pagealloc": sc(cmdline="crashkernel=512M debug_pagealloc=on",
                               steps=["load-c", "unload", "selftest", "load-c", "crash"],
                               shape="forced", regions=r512, invalid_elsewhere=True),
-        # A stray write over the crash region through the linear map
-        # (/dev/mem) with the capture kernel loaded, then a crash: the series
-        # faults and captures; the unpatched kernel lets it through and loses
-        # the capture, on both load paths.
-        "stray-write": sc(mem="2G", cmdline="crashkernel=256M",
-                          steps=["load-c", "stray", "crash"], regions=r256),
-        "stray-write-s": sc(mem="2G", cmdline="crashkernel=256M",
-                            steps=["load-s", "stray", "crash"], regions=r256),
-        "base-stray-write": sc("base", mem="2G", cmdline="crashkernel=256M",
-                               steps=["load-c", "stray", "crash"], regions=r256, lost=True,
-                               timeout=150, control="base-crash-2G-256M"),
-        "base-stray-write-s": sc("base", mem="2G", cmdline="crashkernel=256M",
-                                 steps=["load-s", "stray", "crash"], regions=r256, lost=True,
-                                 timeout=150, control="base-crash-2G-256M-s"),
-        "base-crash-2G-256M": sc("base", mem="2G", cmdline="crashkernel=256M",
-                                 steps=["load-c", "crash"], regions=r256),
-        "base-crash-2G-256M-s": sc("base", mem="2G", cmdline="crashkernel=256M",
-                                   steps=["load-s", "crash"], regions=r256),
+        **stray_writes(),
         # A DMA zone that ends below 4 GiB, and UEFI + ACPI.
         "control-dma31": sc(dma_bits=31, shape="control"),
         "plain-256M-dma31": sc(dma_bits=31, cmdline="crashkernel=256M",
@@ -522,16 +515,8 @@ def scenarios_73():
         "high-low-uefi": sc(firmware="uefi", cmdline="crashkernel=1G,high crashkernel=128M,low",
                             steps=["load-c", "unload", "load-s", "crash"], shape="shape",
                             regions=[low, hi1], control="control-uefi", log=apart),
-        # Bad input: the generic parser's messages; nothing reserved, and
-        # nothing mapped apart.
-        "bad-garbage": sc(cmdline="crashkernel=foo", shape="nothing",
-                          log="memory value expected"),
-        "bad-too-large": sc(cmdline="crashkernel=64G", shape="nothing"),
-        "bad-unaligned-base": sc(cmdline="crashkernel=256M@0x60100000", shape="nothing",
-                                 log="memory is in use"),
-        "bad-base-beyond-ram": sc(cmdline="crashkernel=256M@0x400000000", shape="nothing",
-                                  log="memory is in use"),
-        "bad-low-alone": sc(cmdline="crashkernel=128M,low", shape="nothing"),
+        # Bad input: nothing reserved, and nothing mapped apart.
+        **generic_bad_input(),
         # The unpatched kernel: the regions inside its blocks, nothing
         # protected with either rodata=, and its kselftest says so (skips).
         "base-plain-512M": sc("base", cmdline="crashkernel=512M",
