@@ -15,6 +15,7 @@ import checks as C  # noqa: E402
 import lab  # noqa: E402
 import scenarios as SC  # noqa: E402
 import variants  # noqa: E402
+from test_lab import failed  # noqa: E402
 
 MIB = 1 << 20
 
@@ -45,12 +46,6 @@ def result(boot, steps=()):
         recs += [lab.Record(i, step, k, v) for k, v in other.items()]
     recs.append(lab.Record(len(steps) + 1, "end", "done", "1"))
     return lab.Result("t", lab.DONE, recs, "console.log", 0.0)
-
-
-def failed(fn, *args, **kw):
-    c = C.Checker("t", "series")
-    fn(c, *args, **kw)
-    return c.failed()
 
 
 class ApartShape(unittest.TestCase):
