@@ -2,6 +2,7 @@
 #
 #   make run     the demo: boot, report the linear map, kexec -p, crash, capture
 #   make test    every scenario, TAP, ends with "N passed, N failed"
+#   make test-record  make test, kept in bench/results/$(KERNEL)/test.txt
 #   make bench   base against series: linear-map shape and boot cost
 #   make bench-crash  crash on the dumps of every layout: sizes, analysis time
 #   make bench-stray  (KERNEL=6.12) a stray write into the loaded capture kernel
@@ -23,7 +24,7 @@ CMDLINE ?= rodata=on crashkernel=512M
 export LAB_T0 := $(shell date +%s)
 export _lab_t0 := $(LAB_T0)
 
-.PHONY: run test test-full unit bench bench-crash bench-stray deps tree build guest patches check matrix fresh-check clean
+.PHONY: run test test-record test-full unit bench bench-crash bench-stray deps tree build guest patches check matrix fresh-check clean
 
 deps:
 	@lab/deps.sh
@@ -56,6 +57,10 @@ test-full: guest
 	@for v in $$(python3 tests/run_tests.py --print-variants --full); do \
 		lab/build.sh $$v && lab/guest.sh $$v || exit 1; done
 	@python3 tests/run_tests.py --full
+
+# make test, its whole output kept in bench/results/$(KERNEL)/test.txt.
+test-record: guest
+	@bench/record-test.sh
 
 bench: guest
 	@python3 bench/bench.py
