@@ -19,7 +19,7 @@ if command -v python3 >/dev/null 2>&1; then
 elif [ "${LAB_DEPS:-}" = 1 ]; then
 	# make deps on a bare machine: it installs python3 first, then
 	# starts again (lab/deps.sh).
-	KSUFFIX= KSRC_SUITE=unknown KPREFIX= KCRASH_SUITE=host
+	KSUFFIX= KSRC_SUITE=unknown KPREFIX=
 else
 	printf "error: python3 is missing; run 'make deps' as root\n" >&2
 	exit 1
@@ -114,8 +114,6 @@ configure() {
 # fetch_arm64_debs NAME PKG...: the arm64 .debs of the PKGs and of every
 # library package they depend on, transitively, in $BUILD/debs; their file
 # names in the array DEBS_FILES.  NAME names the progress line and the log.
-# From the host's apt, or with APT_SUITE=SUITE from that Debian suite
-# through private_apt.
 #
 # apt-cache's recursion also walks into things like perl, debconf, dpkg or
 # tar (dependencies of maintainer scripts), which are no libraries.  A name
@@ -130,39 +128,30 @@ configure() {
 # offline and a truncated or stale file in the cache is fetched again.
 fetch_arm64_debs() {
 	local name=$1 cands pkgs uris line file hash sum missing p f
-	local arch=:arm64 conf=()
 	shift
 	need_cmd apt-get apt-cache dpkg sha256sum
-	if [ -n "${APT_SUITE:-}" ] && [ "$APT_SUITE" != host ]; then
-		# Another suite: a private apt configuration for arm64 alone,
-		# where package names carry no :arm64.
-		private_apt "$APT_SUITE" arm64
-		conf=("${PRIVATE_APT[@]}")
-		arch=
-	else
-		dpkg --print-foreign-architectures | grep -qx arm64 ||
-			die "dpkg has no arm64 architecture; run 'dpkg --add-architecture arm64 && apt-get update' as root"
-	fi
+	dpkg --print-foreign-architectures | grep -qx arm64 ||
+		die "dpkg has no arm64 architecture; run 'dpkg --add-architecture arm64 && apt-get update' as root"
 	mapfile -t cands < <(
-		apt-cache "${conf[@]}" depends --recurse --no-recommends --no-suggests --no-conflicts \
-			--no-breaks --no-replaces --no-enhances "${@/%/$arch}" 2>/dev/null |
-			sed -n "s/^\([a-z0-9][a-z0-9.+-]*\)$arch\$/\1/p" | LC_ALL=C sort -u
+		apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts \
+			--no-breaks --no-replaces --no-enhances "${@/%/:arm64}" 2>/dev/null |
+			sed -n 's/^\([a-z0-9][a-z0-9.+-]*\):arm64$/\1/p' | LC_ALL=C sort -u
 	)
 	mapfile -t pkgs < <(
 		{
 			printf '%s\n' "$@"
 			[ ${#cands[@]} -eq 0 ] ||
-				apt-cache "${conf[@]}" show --no-all-versions "${cands[@]/%/$arch}" 2>/dev/null |
+				apt-cache show --no-all-versions "${cands[@]/%/:arm64}" 2>/dev/null |
 				awk '/^Package: / { p = $2 } /^Section: / && $2 ~ /(^|\/)libs$/ { print p }'
 		} | LC_ALL=C sort -u
 	)
 	for p in "$@"; do
 		printf '%s\n' "${cands[@]}" | grep -qx "$p" ||
-			die "apt knows no '$p:arm64'${APT_SUITE:+ in $APT_SUITE}; run 'apt-get update' as root (with the arm64 architecture added)"
+			die "apt knows no '$p:arm64'; run 'apt-get update' as root (with the arm64 architecture added)"
 	done
 
 	mkdir -p "$BUILD/debs"
-	mapfile -t uris < <(apt-get "${conf[@]}" download --print-uris "${pkgs[@]/%/$arch}")
+	mapfile -t uris < <(apt-get download --print-uris "${pkgs[@]/%/:arm64}")
 	[ ${#uris[@]} -eq ${#pkgs[@]} ] ||
 		die "apt-get download --print-uris listed ${#uris[@]} files for ${#pkgs[@]} packages"
 	DEBS_FILES=()
@@ -176,38 +165,16 @@ fetch_arm64_debs() {
 			continue
 		fi
 		rm -f "$BUILD/debs/$file"
-		missing+=("${file%%_*}$arch")
+		missing+=("${file%%_*}:arm64")
 	done
 	[ ${#missing[@]} -gt 0 ] || return 0
-	progress "$name: downloading ${#missing[@]} of ${#pkgs[@]} arm64 packages${APT_SUITE:+ from $APT_SUITE} (log: $LOGS/$name-apt.log)"
+	progress "$name: downloading ${#missing[@]} of ${#pkgs[@]} arm64 packages (log: $LOGS/$name-apt.log)"
 	# A subshell, so that the cd does not outlive the download.
-	run_logged "$LOGS/$name-apt.log" bash -c 'cd "$1" && shift && apt-get "$@"' \
-		_ "$BUILD/debs" "${conf[@]}" download "${missing[@]}"
+	run_logged "$LOGS/$name-apt.log" bash -c 'cd "$1" && shift && apt-get download "$@"' \
+		_ "$BUILD/debs" "${missing[@]}"
 	for f in "${DEBS_FILES[@]}"; do
 		[ -f "$BUILD/debs/$f" ] || die "apt-get download did not produce $BUILD/debs/$f; see $LOGS/$name-apt.log"
 	done
-}
-
-# private_apt SUITE ARCH: PRIVATE_APT, the apt-get/apt-cache options of a
-# private configuration for Debian's SUITE and architecture ARCH under
-# build/apt/SUITE-ARCH, leaving the host's sources, lists and dpkg state
-# alone.  Its lists are fetched once and kept: delete the directory to
-# take a newer snapshot of the suite.
-private_apt() {
-	local suite=$1 arch=$2 dir
-	dir=$BUILD/apt/$suite-$arch
-	PRIVATE_APT=(-o Dir::Etc::SourceList="$dir/sources.list" -o Dir::Etc::SourceParts=/dev/null
-		-o Dir::State::Lists="$dir/lists" -o Dir::Cache="$dir/cache"
-		-o Dir::State::status=/dev/null -o APT::Architecture="$arch"
-		-o APT::Architectures::="$arch" -o APT::Sandbox::User=root)
-	[ ! -f "$dir/.updated" ] || return 0
-	mkdir -p "$dir/lists/partial" "$dir/cache/archives/partial"
-	echo "deb http://deb.debian.org/debian $suite main" >"$dir/sources.list"
-	progress "apt: fetching Debian's $suite lists for $arch (private, in ${dir#"$TOP"/})"
-	run_logged "$LOGS/apt-$suite-$arch.log" apt-get "${PRIVATE_APT[@]}" update
-	grep -q . <(apt-cache "${PRIVATE_APT[@]}" pkgnames 2>/dev/null | head -n 1) ||
-		die "apt-get update of $suite left no package lists; see $LOGS/apt-$suite-$arch.log"
-	date -u +%FT%TZ >"$dir/.updated"
 }
 
 # fetch_source: for a kernel line whose source package lives in another

@@ -13,7 +13,7 @@ ccache shares every object the series did not touch).
 The shell scripts read this through the command line:
     lab/variants.py list            every variant name, one per line
     lab/variants.py extra           the NAME variants (config/NAME.config)
-    lab/variants.py kernel          KSUFFIX=, KSRC_SUITE=, KPREFIX= and KCRASH_SUITE= of KERNEL
+    lab/variants.py kernel          KSUFFIX=, KSRC_SUITE= and KPREFIX= of KERNEL
                                     (KERNELS)
     lab/variants.py shell VARIANT   src=, outdir=, image= and frags=(...)
                                     assignments for eval
@@ -52,27 +52,21 @@ BASE_FRAGMENT = os.path.join(CONFIG, "lab.config")
 #   alias_blocks  with rodata=full or debug_pagealloc, does the kernel
 #               still map the linear alias of its text with blocks?
 #   prefix      the subject prefix of the posted series
-#   crash       True if the crash of crash_suite opens this line's dumps;
+#   crash       True if Debian 12's crash (8.0.2) opens this line's dumps;
 #               otherwise why not (the dump checks are then a note, not a
 #               pass)
-#   crash_suite the Debian suite whose arm64 `crash` opens the dumps: "host"
-#               (Debian 12's crash 8.0.2), or another suite fetched with a
-#               private apt configuration (7.3: crash 8.0.2 fails with
-#               "invalid structure member offset: kmem_cache_s_num")
-#   crash_args  extra arguments for crash (7.3 without CONFIG_MODULES has
-#               no "modules" symbol, and crash 9.0.2 stops on that)
 KERNELS = {
     "6.1": dict(suffix="", suite="host", protects=True, pages_all=True,
                 rodata="on", design="pages", alias_blocks=False,
-                prefix="PATCH 6.1.y", crash=True, crash_suite="host", crash_args=[]),
+                prefix="PATCH 6.1.y", crash=True),
     "6.12": dict(suffix="-6.12", suite="host", protects=False, pages_all=False,
                  rodata="on", design="pages", alias_blocks=True,
-                 prefix="PATCH 6.12.y", crash=True, crash_suite="host", crash_args=[]),
+                 prefix="PATCH 6.12.y", crash=True),
     "7.3": dict(suffix="-7.3", suite="trixie-backports", protects=False,
                 pages_all=False, rodata="noalias", design="apart",
-                alias_blocks=False, prefix="PATCH", crash_suite="host", crash_args=["--no_modules"],
+                alias_blocks=False, prefix="PATCH",
                 crash="crash 8.0.2 cannot open 7.3 dumps (\"invalid structure member offset:"
-                " kmem_cache_s_num\"); sid's 9.0.2 (crash_suite=\"sid\") gets further but"
+                " kmem_cache_s_num\"); sid's 9.0.2, tried with --no_modules, gets further but"
                 " exits 1 while gathering the task table"),
 }
 KERNEL = os.environ.get("KERNEL") or "6.1"
@@ -211,7 +205,6 @@ def main(argv):
         print("KSUFFIX=%s" % shlex.quote(SUFFIX))
         print("KSRC_SUITE=%s" % shlex.quote(LINE["suite"]))
         print("KPREFIX=%s" % shlex.quote(LINE["prefix"]))
-        print("KCRASH_SUITE=%s" % shlex.quote(LINE["crash_suite"]))
     elif argv[:1] == ["shell"] and len(argv) == 2:
         try:
             d = describe(argv[1])

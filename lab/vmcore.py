@@ -30,9 +30,7 @@ from dataclasses import dataclass, field
 import lab
 import variants
 
-# The sysroot of the kernel line's crash (lab/crashroot.sh, crash_suite).
-CRASH_ROOT = os.path.join(lab.BUILD, "crash", "root" if variants.LINE["crash_suite"] == "host"
-                          else "root-" + variants.LINE["crash_suite"])
+CRASH_ROOT = os.path.join(lab.BUILD, "crash", "root")
 QEMU_USER = "qemu-aarch64-static"
 STEP = 2 << 20          # vtop sampling step through RAM
 U64 = (1 << 64) - 1
@@ -189,7 +187,7 @@ def pattern_pages(res, info):
 
 def crash_command(vmlinux_path, dump, cmdfile):
     return [QEMU_USER, "-L", CRASH_ROOT, os.path.join(CRASH_ROOT, "usr/bin/crash"),
-            "-s", "--no_scroll"] + variants.LINE["crash_args"] + ["-i", cmdfile, vmlinux_path, dump]
+            "-s", "--no_scroll", "-i", cmdfile, vmlinux_path, dump]
 
 
 SEP = "===lab:%s==="
