@@ -37,8 +37,8 @@ import checks as C  # noqa: E402
 import lab  # noqa: E402
 import variants  # noqa: E402
 
-# KERNEL=6.12 writes to results/6.12/ and measures what the 6.12 series
-# changes (see runs_612 and table_612).
+# KERNEL=6.12 and 7.3 write to results/KERNEL/ and measure what their
+# series change (runs_line and table_line).
 OUT = os.path.join(HERE, "results", *([variants.KERNEL] if variants.KERNEL != "6.1" else []))
 RAMS = ["2G", "4G", "8G", "16G"]
 CRASH = "512M"
@@ -76,10 +76,15 @@ def runs():
 HIGH = "1G,high"
 
 
-def runs_612():
-    """6.12: base without and with crashkernel= (blocks, unprotected)
-    against the series (blocks elsewhere, protected), for every form:
-    late (plain), early (,high with its default low region, fixed base)."""
+def runs_line():
+    """6.12 and 7.3: base without and with crashkernel= (blocks,
+    unprotected) against the series (blocks elsewhere, protected), for
+    every form: late (plain), early (,high with its default low region,
+    fixed base), with the line's block-keeping rodata= (KERNELS).  Beside
+    them the alternative a maintainer names first: rodata=full, where the
+    whole linear map is pages and the capture kernel can be protected
+    without any change to the map.  The kdump cycles record what is
+    invalid in the crash regions after kexec -p."""
     out = []
     for v in ("base", "series"):
         for mem in RAMS:
@@ -87,12 +92,15 @@ def runs_612():
             out.append(("boot", v, mem, CRASH, []))
         out.append(("boot", v, "8G", HIGH, []))
         out.append(("boot", v, "8G", FIXED, []))
+        out.append(("rodatafull", v, "8G", None, []))
+        out.append(("rodatafull", v, "8G", CRASH, []))
         out.append(("kdump", v, "8G", CRASH, ["load-c", "crash"]))
+        out.append(("kdumpfull", v, "8G", CRASH, ["load-c", "crash"]))
     return out
 
 
-def table_612(rows, wall=None):
-    L = ["## make bench KERNEL=6.12 results\n"]
+def table_line(rows, wall=None):
+    L = ["## make bench KERNEL=%s results\n" % variants.KERNEL]
     for k, v in versions():
         L.append("- %s: %s" % (k, v))
     if wall is not None:
@@ -100,10 +108,11 @@ def table_612(rows, wall=None):
     L.append("- series size: %s" % series_size())
     L.append("")
     L.append("### Boot cost to /init (ticks of cntvct_el0, -icount shift=0)\n")
-    L.append("6.12 keeps its blocks with crashkernel= and protects nothing; the series "
-             "protects the loaded capture kernel.  Cost: against the same kernel without "
-             "crashkernel=.  Both kernels boot the same initramfs (the series'), so the "
-             "last column compares the kernels alone.\n")
+    L.append("rodata=%s.  Unpatched %s keeps its blocks with crashkernel= and protects "
+             "nothing; the series protects the loaded capture kernel.  Cost: against the "
+             "same kernel without crashkernel=.  Both kernels boot the same initramfs (the "
+             "series'), so the last column compares the kernels alone.\n"
+             % (variants.LINE["rodata"], variants.KERNEL))
     L.append("| RAM | crashkernel | base, none | base | base cost | series, none | series "
              "| series cost | series against base |")
     L.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
@@ -121,27 +130,59 @@ def table_612(rows, wall=None):
                 mem, ck, f[0], f[1], pct(t[1], t[0]), f[2], f[3], pct(t[3], t[2]),
                 pct(t[3], t[1])))
     L.append("\n### Linear map (ptdump)\n")
+    L.append("\"edges in a leaf\": edges of the crash regions (main and low) inside one "
+             "block or contiguous run, which cannot change without a split.\n")
     L.append("| RAM | kernel | crashkernel | PUD blocks MiB | PMD blocks MiB (cont) | pages MiB "
-             "| crash region in blocks MiB | PTE tables (KiB) | translation entries |")
-    L.append("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+             "| crash region in blocks MiB | PMD tables | PTE tables (KiB) | translation entries "
+             "| edges in a leaf |")
+    L.append("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for mem in RAMS:
         for v in ("base", "series"):
             for ck in ("", CRASH, HIGH, FIXED):
                 x = find(rows, kind="boot", variant=v, mem=mem, crashkernel=ck)
                 if not x:
                     continue
-                L.append("| %s | %s | %s | %d | %d (%d) | %.1f | %.1f | %d (%d) | %d |" % (
+                L.append("| %s | %s | %s | %d | %d (%d) | %.1f | %.1f | %s | %d (%d) | %d | %s |" % (
                     mem, v, ck or "none", x["pud_bytes"] // MIB, x["pmd_bytes"] // MIB,
                     x["pmd_cont_bytes"] // MIB, x["pte_bytes"] / MIB,
-                    x["crash_in_block"] / MIB, x["pte_tables"], x["pte_tables"] * PAGE >> 10,
-                    x["tlb_entries"]))
-    L.append("\n### kdump cycle at 8G, crashkernel=%s (ticks from sysrq-c to the end of "
-             "makedumpfile)\n" % CRASH)
-    L.append("| kernel | ticks |")
-    L.append("| --- | ---: |")
+                    x["crash_in_block"] / MIB, x.get("pmd_tables", "n/a"), x["pte_tables"],
+                    x["pte_tables"] * PAGE >> 10, x["tlb_entries"],
+                    x.get("crash_edges_in_leaf", "n/a")))
+    L.append("\n### The alternative: rodata=full at 8G (the whole linear map in pages)\n")
+    L.append("Against the same kernel with rodata=%s and no crashkernel= (the first "
+             "table's \"none\" boot).\n" % variants.LINE["rodata"])
+    L.append("| kernel | rodata | crashkernel | ticks to /init | cost | pages MiB "
+             "| PTE tables (KiB) | translation entries |")
+    L.append("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
     for v in ("base", "series"):
-        x = find(rows, kind="kdump", variant=v)
-        L.append("| %s | %s |" % (v, x["kdump_ticks"] if x else "failed"))
+        x0 = find(rows, kind="boot", variant=v, mem="8G", crashkernel="")
+        for kind, ck in (("boot", ""), ("boot", CRASH), ("rodatafull", ""), ("rodatafull", CRASH)):
+            x = find(rows, kind=kind, variant=v, mem="8G", crashkernel=ck)
+            if x is None and kind == "rodatafull" and not any(
+                    r["kind"] == kind for r in rows):
+                continue    # a results file from before these rows
+            L.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                v, "full" if kind == "rodatafull" else variants.LINE["rodata"], ck or "none",
+                x["ticks"] if x else "failed",
+                pct(x and x["ticks"], x0 and x0["ticks"]) if x is not x0 else "",
+                "%.1f" % (x["pte_bytes"] / MIB) if x else "n/a",
+                "%d (%d)" % (x["pte_tables"], x["pte_tables"] * PAGE >> 10) if x else "n/a",
+                x["tlb_entries"] if x else "n/a"))
+    L.append("\n### kdump cycle at 8G, crashkernel=%s (ticks from sysrq-c to the end of "
+             "makedumpfile; bytes of the crash regions invalid in the linear map after "
+             "kexec -p)\n" % CRASH)
+    L.append("| kernel | rodata | ticks | invalid after kexec -p MiB | of the regions MiB |")
+    L.append("| --- | --- | ---: | ---: | ---: |")
+    for v in ("base", "series"):
+        for kind in ("kdump", "kdumpfull"):
+            x = find(rows, kind=kind, variant=v)
+            if x is None and not any(r["kind"] == kind for r in rows):
+                continue
+            L.append("| %s | %s | %s | %s | %s |" % (
+                v, "full" if kind == "kdumpfull" else variants.LINE["rodata"],
+                x["kdump_ticks"] if x else "failed",
+                "%.1f" % (x["invalid_after_load"] / MIB) if x and "invalid_after_load" in x else "n/a",
+                "%.1f" % ((x["crash_bytes"] + x.get("low_bytes", 0)) / MIB) if x else "n/a"))
     bad = [r for r in rows if "error" in r]
     if bad:
         L.append("\nFailed runs: " + "; ".join("%s %s %s %s: %s" % (
@@ -165,7 +206,9 @@ def series_size():
 def one(job, timeout):
     kind, v, mem, ck, steps = job
     name = "bench-%s-%s-%s-%s" % (kind, v, mem, (ck or "none").replace("@", "at").replace(",", "-"))
-    cmdline = ("rodata=full" if kind == "rodatafull" else "rodata=on") + \
+    # rodata=on keeps blocks until 6.12; 7.3 calls that noalias (KERNELS).
+    full = kind in ("rodatafull", "kdumpfull")
+    cmdline = "rodata=" + ("full" if full else variants.LINE["rodata"]) + \
         (" crashkernel=" + ck if ck else "")
     if variants.KERNEL != "6.1" and not steps:
         # A boot without steps is the same for any initramfs but for the
@@ -183,9 +226,10 @@ def one(job, timeout):
         row["ticks"] = int(r.first("boot", "ticks"))
         m = r.map("boot")
         for k in ("pud_bytes", "pmd_bytes", "pmd_cont_bytes", "pte_bytes", "pte_outside_crash",
-                  "pte_tables", "tlb_entries", "crash_bytes", "crash_in_block"):
+                  "pte_tables", "tlb_entries", "crash_bytes", "crash_in_block", "pmd_tables",
+                  "crash_edges_in_leaf"):
             row[k] = m[k]
-        if kind == "kdump":
+        if kind in ("kdump", "kdumpfull"):
             # A cycle whose capture failed has no meaningful duration.
             c = C.Checker(name, v)
             C.check_capture(c, r)
@@ -193,6 +237,9 @@ def one(job, timeout):
             if bad:
                 raise ValueError("capture failed: " + ", ".join(bad))
             row["kdump_ticks"] = int(r.first("capture", "t_dumped")) - int(r.first("crash", "t_crash"))
+            ml = r.map("load-c")
+            row["invalid_after_load"] = ml["invalid_crash"] + ml.get("invalid_low", 0)
+            row["low_bytes"] = ml.get("low_bytes", 0)
     except (TypeError, KeyError, IndexError, ValueError) as e:
         row["error"] = r.error or "missing figure (%s); see %s" % (e, r.console)
     lab.progress("%-6s %-6s %4s crashkernel=%-5s %s%s" % (
@@ -397,7 +444,7 @@ def main():
     ap.add_argument("--timeout", type=int, default=600)
     a = ap.parse_args()
     os.makedirs(OUT, exist_ok=True)
-    jobs = runs_612() if variants.KERNEL == "6.12" else runs()
+    jobs = runs() if variants.KERNEL == "6.1" else runs_line()
     t0 = time.time()
     lab.progress("bench: %d guests, %d at a time, -icount shift=0,sleep=off" % (len(jobs), a.jobs))
     with ThreadPoolExecutor(max_workers=a.jobs) as ex:
@@ -409,7 +456,7 @@ def main():
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
         w.writerows(rows)
-    md = (table_612 if variants.KERNEL == "6.12" else table)(rows, time.time() - t0)
+    md = (table if variants.KERNEL == "6.1" else table_line)(rows, time.time() - t0)
     with open(os.path.join(OUT, "table.md"), "w") as f:
         f.write(md)
     print(md)

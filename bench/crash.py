@@ -62,7 +62,7 @@ def run(name):
                       firmware=s["firmware"], timeout=600,
                       disk_bytes=lab.parse_size(s["mem"]) + (64 << 20))
     lab.progress("  %s: opening the dump with crash" % name)
-    r.analysis = vmcore.analyse(r, s["variant"])
+    r.analysis = vmcore.analyse(r, s["variant"], s["fulldump"])
     if r.analysis is None:
         return r, None
     return r, SC.evaluate(name, {name: r})

@@ -9,6 +9,7 @@ lab/scenarios.py decides which checks a scenario gets.
 import re
 
 import lab
+import variants
 import vmcore
 
 KIB = 1 << 10
@@ -284,6 +285,16 @@ def fault_pa(text, res):
     return vmcore.linear_pa(int(m.group(1), 16), info)
 
 
+def stray_load_map(res):
+    """The map figures of the last step before "stray" (the load)."""
+    prev = {}
+    for _, g in res.runs_all():
+        if g["_step"] == "stray":
+            return prev
+        prev = lab.map_figures(g)
+    return {}
+
+
 def check_stray(c, res, protects, control=None):
     """The "stray" step wrote zeros over the main crash region through the
     linear map (/dev/mem) while a capture kernel was loaded.  With the
@@ -300,10 +311,21 @@ def check_stray(c, res, protects, control=None):
     if protects:
         c.check("stray_write_faulted", rc not in (None, "0") and oops is not None and oops > 0,
                 "writer exit status %r, new oopses %r (target %s)" % (rc, oops, target))
+        # The write runs upwards from the region's start: it must fault in
+        # the region it wrote to, at the first page the map reported
+        # invalid after the load before it (the region's first page when
+        # the whole region is protected, the first loaded segment's
+        # otherwise), not anywhere in the region.
         pa, regs = fault_pa(res.first("stray", "oops_line"), res), regions_of([target] if target else [])
-        c.check("stray_fault_in_crash_region", pa is not None and _inside(pa, regs),
-                "fault at PA %s (%r), target %s"
-                % (pa and hex(pa), res.first("stray", "oops_line"), target))
+        first = stray_load_map(res).get("first_invalid_crash")
+        first = first if isinstance(first, int) else None
+        page = variants.page_size(c.variant)
+        c.check("stray_fault_at_first_invalid_page",
+                pa is not None and _inside(pa, regs) and first is not None
+                and pa // page == first // page,
+                "fault at PA %s (%r), target %s, first invalid page of the region after the "
+                "load %s" % (pa and hex(pa), res.first("stray", "oops_line"), target,
+                             first and hex(first)))
         return
     c.check("stray_write_went_through", rc == "0" and oops == 0,
             "writer exit status %r, new oopses %r (target %s)" % (rc, oops, target))
@@ -361,11 +383,16 @@ def check_loads(c, res, image_size, invalid_elsewhere=False, protects=True, whol
         c.eq("loaded_after_%s" % sfx, ld.get("crash_loaded"), ["1"])
         inv = m.get("invalid_crash")
         if protects and whole:
+            # The low regions' size from their own iomem lines at the load
+            # (crash_low_region), so that a missing or zero low_bytes
+            # cannot agree with a missing or zero invalid_low.
+            want_low = sum(e - s for s, e in regions_of(m.get("crash_low_region", [])))
             c.check("whole_regions_invalid_after_%s" % sfx,
-                    inv is not None and inv == m.get("crash_bytes")
-                    and m.get("invalid_low") == m.get("low_bytes"),
-                    "invalid %r of %r bytes in the main region, %r of %r in the low"
-                    % (inv, m.get("crash_bytes"), m.get("invalid_low"), m.get("low_bytes")))
+                    inv is not None and inv > 0 and inv == m.get("crash_bytes")
+                    and m.get("low_bytes") == want_low and m.get("invalid_low") == want_low,
+                    "invalid %r of %r bytes in the main region, %r of %r (iomem: %d) in the low"
+                    % (inv, m.get("crash_bytes"), m.get("invalid_low"), m.get("low_bytes"),
+                       want_low))
         elif protects:
             c.check("segments_invalid_after_%s" % sfx, inv is not None and inv >= image_size,
                     "invalid bytes in the crash regions %r, Image %d" % (inv, image_size))

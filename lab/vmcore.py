@@ -106,15 +106,16 @@ def sha256_range(path, offset, length, out=None):
     return h.hexdigest()
 
 
-def extract(res, rundir):
+def extract(res, rundir, fulldump):
     """Copy the dumps out of RUNDIR's disk image.  Returns ({name: path},
-    [(check, ok, detail)]): the -d 31 dump as "kdump" and, when the guest
-    exported it, the ELF vmcore as "elf"."""
+    [(check, ok, detail)]): the -d 31 dump as "kdump" and, when the
+    scenario asked for it (FULLDUMP, lab.fulldump=1), the ELF vmcore as
+    "elf": then its records must be there, or "elf_exported" fails."""
     disk = os.path.join(rundir, lab.DISK_IMAGE)
     paths, checks = {}, []
     specs = [("kdump", 0, res.first("capture", "dump_bytes"),
               res.first("capture", "dump_sha256"), res.first("capture", "dump_export_rc"))]
-    if res.first("capture", "vmcore_offset") is not None:
+    if fulldump:
         specs.append(("elf", res.first("capture", "vmcore_offset"), res.first("capture", "vmcore"),
                       res.first("capture", "vmcore_sha256"),
                       res.first("capture", "vmcore_export_rc")))
@@ -239,10 +240,10 @@ def split_outputs(text):
     return out
 
 
-def analyse(res, variant, timeout=600):
+def analyse(res, variant, fulldump, timeout=600):
     """Extract the dumps of RES and run crash on them.  Returns {name:
-    Analysis}: "kdump" (the -d 31 dump), "elf" (the ELF vmcore, when the
-    guest exported it) and the damaged copies of doctor(); None when the
+    Analysis}: "kdump" (the -d 31 dump), "elf" (the ELF vmcore, when
+    FULLDUMP: the scenario booted with lab.fulldump=1) and the damaged copies of doctor(); None when the
     guest did not finish (nothing to analyse).  A host-side failure (disk
     full, a malformed dump) is an Analysis error, never an exception; the
     disk image and the ELF dump are gone afterwards."""
@@ -255,7 +256,7 @@ def analyse(res, variant, timeout=600):
         cleanup(rundir)
         return {"kdump": Analysis(error="not analysed: %s" % variants.LINE["crash"])}
     try:
-        return _analyse(res, variant, rundir, timeout)
+        return _analyse(res, variant, rundir, timeout, fulldump)
     except (OSError, ValueError, struct.error) as e:
         return {"kdump": Analysis(error="dump analysis failed: %s: %s"
                                   % (type(e).__name__, e))}
@@ -272,16 +273,16 @@ def cleanup(rundir):
             pass
 
 
-def _analyse(res, variant, rundir, timeout):
+def _analyse(res, variant, rundir, timeout, fulldump):
     out = {}
     why = supported(variant)
     if why:
         return {"kdump": Analysis(error="not analysed: " + why)}
-    paths, transfer = extract(res, rundir)
+    paths, transfer = extract(res, rundir, fulldump)
     info = vmcoreinfo(res)
     vml = vmlinux(variant)
     for name in ("kdump", "elf"):
-        if name == "elf" and res.first("capture", "vmcore_offset") is None:
+        if name == "elf" and not fulldump:
             continue
         a = Analysis(transfer=[t for t in transfer if t[0].startswith(name)])
         out[name] = a

@@ -57,8 +57,10 @@ def unit_checks():
     return out
 
 
-# The host-side unit test modules, and the KERNEL each runs with.
-UNIT_MODULES = [("test_lab", "6.1"), ("test_mainline", "7.3")]
+# The host-side unit test modules, and the KERNEL each runs with
+# (test_check_failures and test_check_coverage pass with any).
+UNIT_MODULES = [("test_lab", "6.1"), ("test_mainline", "7.3"), ("test_check_failures", "6.1"),
+                ("test_check_coverage", "6.1")]
 
 _UNIT_RUNNER = r"""
 import json, sys, unittest
@@ -147,7 +149,7 @@ def main():
                               disk_bytes=disk)
             if disk:
                 lab.progress("  %s: opening the dump with crash" % n)
-                r.analysis = vmcore.analyse(r, s["variant"])
+                r.analysis = vmcore.analyse(r, s["variant"], s["fulldump"])
                 for name, a in sorted((r.analysis or {}).items()):
                     lab.progress("  %s: crash on the %s dump: %s" % (
                         n, name, a.error or "%.0fs" % a.seconds))

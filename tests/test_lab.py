@@ -605,6 +605,20 @@ class CrashAnalysis(unittest.TestCase):
         self.assertIn("kdump_transferred_intact",
                       failed(C.check_analysis, res, 4096, 1 << 30, False, True))
 
+    def test_fulldump_records_missing(self):
+        """A scenario that asked for the ELF vmcore (lab.fulldump=1) fails
+        "elf_exported" when the guest sent no record of it; one that did
+        not ask has no ELF checks at all."""
+        import tempfile
+        import vmcore
+        res = doctored(recorded(self.RES),
+                       lambda r: None if r.key.startswith("vmcore_") else r)
+        with tempfile.TemporaryDirectory() as d:
+            _, checks = vmcore.extract(res, d, True)
+            self.assertIn(("elf_exported", False), [(n, ok) for n, ok, _ in checks])
+            _, checks = vmcore.extract(res, d, False)
+            self.assertEqual([n for n, _, _ in checks if n.startswith("elf")], [])
+
     def test_crash_stopped_early(self):
         self.assertIn("crash_ran", self.failed_on(
             edit=lambda t: t[:t.index("===lab:end===")]))
@@ -747,10 +761,12 @@ class Unprotected(unittest.TestCase):
     IN_REGION = "ffff0000a0200000"      # PA 0xe0200000
     OUTSIDE = "ffff000000200000"        # PA 0x40200000
 
-    def with_stray(self, rc, oops, capture=True, at=IN_REGION, console=None):
+    def with_stray(self, rc, oops, capture=True, at=IN_REGION, console=None,
+                   first="0xe0200000"):
         """The sample with a stray step after its load (records of step 2,
         the crash moved to 3), its capture records kept (with VMCOREINFO)
-        or dropped, and a console log with CONSOLE's text."""
+        or dropped, and a console log with CONSOLE's text.  FIRST: the
+        load's first invalid page in the region (None: no such record)."""
         out = []
         for x in self.r.records:
             if x.step in ("capture", "end") and not capture:
@@ -759,6 +775,8 @@ class Unprotected(unittest.TestCase):
                 x = lab.Record(3, x.step, x.key, x.value)
             out.append(x)
             if x.step == "load-c" and x.key == "crash_size":
+                if first:
+                    out.append(lab.Record(1, "load-c", "map.first_invalid_crash", first))
                 out += [lab.Record(2, "stray", "target", "0xe0000000-0x100000000"),
                         lab.Record(2, "stray", "rc", rc), lab.Record(2, "stray", "oops", oops)]
                 if oops != "0":
@@ -775,11 +793,25 @@ class Unprotected(unittest.TestCase):
     def test_stray_write_faults_with_protection(self):
         self.assertEqual(failed(C.check_stray, self.with_stray("139", "1"), True), [])
         self.assertEqual(failed(C.check_stray, self.with_stray("0", "0"), True),
-                         ["stray_write_faulted", "stray_fault_in_crash_region"])
+                         ["stray_write_faulted", "stray_fault_at_first_invalid_page"])
         self.assertEqual(failed(C.check_stray, self.with_stray("139", "1", at=self.OUTSIDE),
-                                True), ["stray_fault_in_crash_region"])
+                                True), ["stray_fault_at_first_invalid_page"])
         self.assertEqual(failed(C.check_stray, self.r, True),
-                         ["stray_write_ran", "stray_write_faulted", "stray_fault_in_crash_region"])
+                         ["stray_write_ran", "stray_write_faulted",
+                          "stray_fault_at_first_invalid_page"])
+        # In the region, but not where the write first met an invalid page
+        # (here 2 MiB further on), or with no figure of where that is.
+        self.assertEqual(failed(C.check_stray, self.with_stray("139", "1", first="0xe0000000"),
+                                True), ["stray_fault_at_first_invalid_page"])
+        self.assertEqual(failed(C.check_stray, self.with_stray("139", "1", first=None), True),
+                         ["stray_fault_at_first_invalid_page"])
+        self.assertEqual(failed(C.check_stray, self.with_stray("139", "1", first="-"), True),
+                         ["stray_fault_at_first_invalid_page"])
+        # At the reported first invalid page, but outside the region the
+        # write went to.
+        self.assertEqual(failed(C.check_stray, self.with_stray(
+            "139", "1", at=self.OUTSIDE, first="0x40200000"), True),
+            ["stray_fault_at_first_invalid_page"])
 
     def test_stray_write_loses_the_capture_without(self):
         lost = self.with_stray("0", "0", capture=False)

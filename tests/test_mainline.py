@@ -87,14 +87,32 @@ class WholeRegions(unittest.TestCase):
     """check_loads(whole=True): after a load every byte of both regions is
     invalid; after the unload none."""
 
-    def loads(self, invalid, invalid_low=0, low=0, unload_low=0):
+    def loads(self, invalid, invalid_low=0, low=0, unload_low=0, iomem_low=None):
+        """IOMEM_LOW: the low region's size in its iomem line at the load
+        (default LOW, what linmap reported)."""
+        iomem_low = low if iomem_low is None else iomem_low
         before = {"invalid_outside": 0}
         after = {"invalid_crash": invalid, "crash_bytes": 512 * MIB, "invalid_low": invalid_low,
                  "low_bytes": low, "invalid_outside": 0, "crash_unmapped": 0}
+        if low is None:
+            del after["invalid_low"], after["low_bytes"]
+        rec = {"rc": "0", "crash_loaded": "1"}
+        if iomem_low:
+            rec["map.crash_low_region"] = "0x48000000-0x%x" % (0x48000000 + iomem_low)
         gone = {"invalid_crash": 0, "invalid_low": unload_low, "invalid_outside": 0}
         return result(dict(CONTROL, **before), [
-            ("load-c", after, {"rc": "0", "crash_loaded": "1"}),
+            ("load-c", after, rec),
             ("unload", gone, {"rc": "0", "crash_loaded": "0"})])
+
+    def test_low_region_figures_checked_against_iomem(self):
+        """A low region in iomem that linmap counts as 0 bytes, or no low
+        figures at all, cannot pass as "all of it invalid"."""
+        for bad in (self.loads(512 * MIB, 0, 0, iomem_low=128 * MIB),
+                    self.loads(512 * MIB, None, None, iomem_low=128 * MIB)):
+            self.assertEqual(failed(C.check_loads, bad, 8 * MIB, protects=True, whole=True),
+                             ["whole_regions_invalid_after_load-c"])
+        self.assertEqual(failed(C.check_loads, self.loads(512 * MIB, 128 * MIB, 128 * MIB),
+                                8 * MIB, protects=True, whole=True), [])
 
     def test_whole_region_passes(self):
         self.assertEqual(failed(C.check_loads, self.loads(512 * MIB), 8 * MIB, protects=True,

@@ -126,6 +126,29 @@ static unsigned long long invalid_in(const struct extra *x,
 	return bytes;
 }
 
+/*
+ * The lowest linear address of an invalid leaf line in [start, end), or
+ * end when there is none: where a write running upwards from start
+ * faults first.
+ */
+static unsigned long long first_invalid(const struct extra *x,
+					unsigned long long start,
+					unsigned long long end)
+{
+	unsigned long long lo, first = end;
+	unsigned int i;
+
+	for (i = 0; i < x->nr_leaves; i++) {
+		if (!x->leaves[i].invalid || x->leaves[i].end <= start ||
+		    x->leaves[i].start >= end)
+			continue;
+		lo = x->leaves[i].start > start ? x->leaves[i].start : start;
+		if (lo < first)
+			first = lo;
+	}
+	return first;
+}
+
 /* 1 if the linear address VA lies strictly inside one leaf or run */
 static int edge_in_leaf(const struct extra *x, unsigned long long va)
 {
@@ -252,6 +275,18 @@ int main(int argc, char **argv)
 	printf("crash_unmapped=%llu\n", f.crash_unmapped);
 	printf("crash_cont=%llu\n", f.crash_cont);
 	printf("invalid_crash=%llu\n", f.invalid_crash);
+	if (io.nr_crash) {
+		/* the main (highest) region, as lm_figures() counts it */
+		struct lm_range *r = &io.crash[io.nr_crash - 1];
+		unsigned long long lo = r->start + f.phys_offset;
+		unsigned long long hi = r->end + f.phys_offset;
+		unsigned long long fi = first_invalid(&x, lo, hi);
+
+		if (fi < hi)
+			printf("first_invalid_crash=0x%llx\n", fi - f.phys_offset);
+		else
+			printf("first_invalid_crash=-\n");
+	}
 	printf("invalid_outside=%llu\n", f.invalid_outside);
 	printf("crash_memtype_other=%llu\n", f.crash_memtype_other);
 	printf("memtype_below=%s\n", f.memtype_below[0] ? f.memtype_below : "-");
