@@ -3,6 +3,7 @@
 #   make run     the demo: boot, report the linear map, kexec -p, crash, capture
 #   make test    every scenario, TAP, ends with "N passed, N failed"
 #   make test-record  make test, kept in bench/results/$(KERNEL)/test.txt
+#   make check-record make check, kept in bench/results/$(KERNEL)/check.txt
 #   make bench   base against series: linear-map shape and boot cost
 #   make bench-crash  crash on the dumps of every layout: sizes, analysis time
 #   make bench-stray  (KERNEL=6.12) a stray write into the loaded capture kernel
@@ -26,7 +27,7 @@ CMDLINE ?=
 export LAB_T0 := $(shell date +%s)
 export _lab_t0 := $(LAB_T0)
 
-.PHONY: run test test-record test-full unit bench bench-crash bench-stray deps tree build guest patches check matrix fresh-check clean
+.PHONY: run test test-record check-record test-full unit bench bench-crash bench-stray deps tree build guest patches check matrix fresh-check clean
 
 deps:
 	@lab/deps.sh
@@ -60,9 +61,13 @@ test-full: guest
 		lab/build.sh $$v && lab/guest.sh $$v || exit 1; done
 	@python3 tests/run_tests.py --full
 
-# make test, its whole output kept in bench/results/$(KERNEL)/test.txt.
+# make test (make check), its whole output kept in
+# bench/results/$(KERNEL)/test.txt (check.txt).
 test-record: guest
-	@bench/record-test.sh
+	@bench/record-test.sh test
+
+check-record: guest
+	@bench/record-test.sh check
 
 bench: guest
 	@python3 bench/bench.py
