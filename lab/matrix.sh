@@ -145,8 +145,8 @@ for cfg in $configs; do
 	done
 	echo "$row" >>"$table"
 done
-# A run over every configuration is the committed result.
-if [ -z "${MATRIX_CONFIGS:-}" ]; then
+# A run over every configuration (in any order) is the committed result.
+if [ "$(echo $configs | tr ' ' '\n' | sort)" = "$(echo $all | tr ' ' '\n' | sort)" ]; then
 	{
 		echo "## make matrix results"
 		echo
