@@ -533,9 +533,36 @@ def scenarios_73():
     return out
 
 
+def geometry_73(v):
+    """KERNEL=7.3, page-table geometry variant V against its own control:
+    a late region and ,high with its default low region, both mapped
+    apart (blocks kept around them) and protected whole on both load
+    paths, a crash, and the stray write."""
+    ctl = "control-" + v
+    apart = "mapped apart from the linear map"
+    return {
+        ctl: sc(v, steps=["selftest"], shape="control"),
+        "plain-512M-" + v: sc(v, cmdline="crashkernel=512M", steps=LOAD_UNLOAD, shape="shape",
+                              regions=[(512 * MIB, 0, G4)], control=ctl, log=apart),
+        "high-1G-" + v: sc(v, cmdline="crashkernel=1G,high",
+                           steps=["load-s", "unload", "load-c", "crash"], shape="shape",
+                           regions=[(128 * MIB, 0, G4), (GIB, G4, TOP48)], control=ctl,
+                           log=apart),
+        "stray-write-" + v: sc(v, mem="2G", cmdline="crashkernel=256M",
+                               steps=["load-c", "stray", "crash"], regions=[(256 * MIB, 0, G4)]),
+    }
+
+
 if variants.KERNEL == "7.3":
     SCENARIOS = scenarios_73()
     FULL_ONLY = set()
+    # Only in "make test-full KERNEL=7.3": 4K pages with 39-bit VA (PUD
+    # folded), 16K/47, 64K/48, and LPA2 (4K/52: five levels, 16K/52: four)
+    # on -cpu max, which has FEAT_LPA2.
+    for _v in ("g4k39", "g16k47", "g64k48", "g4k52", "g16k52"):
+        _g = geometry_73(_v)
+        SCENARIOS.update(_g)
+        FULL_ONLY |= set(_g)
 
 
 def variants_used(full=False):
