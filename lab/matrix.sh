@@ -16,6 +16,14 @@
 #   2. for each commit of the series in turn, those objects and the .c
 #      files the series touches are rebuilt, the latter with -Werror.
 # MATRIX_CONFIGS="lab g64k42 ..." limits the configurations.
+#
+# A cold run of every configuration takes longer than one working session
+# on two cores, so each configuration's row is kept as soon as it is done,
+# in bench/results/matrix$KSUFFIX/NAME.md with the series it was built for
+# (a hash of the patch files, the same on any machine), and the committed
+# table, bench/results/matrix$KSUFFIX.md, is put together from the rows of
+# the current series: a configuration without one reads "not run".  Runs
+# over parts of the list add up; a row of another series is never used.
 . "$(dirname "$0")/lib.sh"
 need_cmd git make "${CROSS}gcc" ccache
 
@@ -61,9 +69,15 @@ users_of() {
 }
 
 table=$LOGS/matrix$KSUFFIX.md
+rows=$TOP/bench/results/matrix$KSUFFIX
+mkdir -p "$rows"
+series_id=$(cat "$PATCHDIR"/[0-9][0-9][0-9][0-9]-*.patch | grep -v '^From [0-9a-f]\{40\} ' |
+	sha256sum | cut -c1-16)
 {
 	printf '| configuration | last commit |'
-	for c in $commits; do printf ' %s |' "$(git log -1 --format=%h "$c")"; done
+	# Patch numbers, not commit ids: the rows outlive the tree.
+	i=0
+	for c in $commits; do i=$((i + 1)); printf ' %d |' "$i"; done
 	printf '\n|---|---|'
 	for c in $commits; do printf -- '---|'; done
 	printf '\n'
@@ -144,19 +158,29 @@ for cfg in $configs; do
 		fi
 	done
 	echo "$row" >>"$table"
+	printf '%s\n%s\n' "<!-- series $series_id, $(date -u +%Y-%m-%d), $(${CROSS}gcc --version | head -n 1) -->" \
+		"$row" >"$rows/$cfg.md"
 done
-# A run over every configuration (in any order) is the committed result.
-if [ "$(echo $configs | tr ' ' '\n' | sort)" = "$(echo $all | tr ' ' '\n' | sort)" ]; then
-	{
-		echo "## make matrix results"
-		echo
-		echo "- command: make matrix (lab/matrix.sh), $(date -u +%Y-%m-%d)"
-		echo "- source: $(cat "$TOP/lab/source-version-$KERNEL" 2>/dev/null), compiler: $(${CROSS}gcc --version | head -n 1)"
-		echo "- per commit: the objects that include a header the series touches, and the series' .c files with -Werror"
-		echo
-		cat "$table"
-	} >"$TOP/bench/results/matrix$KSUFFIX.md"
-fi
+# The committed table: every configuration's row for this series.
+{
+	echo "## make matrix results"
+	echo
+	echo "- command: make matrix$([ "$KERNEL" = 6.1 ] || echo " KERNEL=$KERNEL") (lab/matrix.sh); rows in bench/results/matrix$KSUFFIX/, each from its own run"
+	echo "- series: patches/$KERNEL, id $series_id (sha256 of the patch files); source: $(cat "$TOP/lab/source-version-$KERNEL" 2>/dev/null)"
+	echo "- per commit: the objects that include a header the series touches, and the series' .c files with -Werror"
+	echo
+	head -n 2 "$table"
+	for cfg in $all; do
+		f=$rows/$cfg.md
+		if [ -f "$f" ] && head -n 1 "$f" | grep -q "series $series_id,"; then
+			sed -n 2p "$f"
+		else
+			echo "| $cfg | not run on this series |"
+		fi
+	done
+	echo
+	echo "Rows run on: $(for cfg in $all; do f=$rows/$cfg.md; [ -f "$f" ] && head -n 1 "$f" | grep -q "series $series_id," && printf '%s %s; ' "$cfg" "$(head -n 1 "$f" | sed 's/.*series [0-9a-f]*, \([0-9-]*\),.*/\1/')"; done)"
+} >"$TOP/bench/results/matrix$KSUFFIX.md"
 progress "matrix: table in $table"
 cat "$table"
 exit $fail
