@@ -16,7 +16,8 @@ out=$TOP/bench/results/$KERNEL/$target.txt
 mkdir -p "$(dirname "$out")"
 # The lab's commit, and whether the run had changes not yet committed.
 lab=$(git -C "$TOP" rev-parse --short=12 HEAD)
-git -C "$TOP" diff --quiet HEAD -- lab tests bench config Makefile || lab="$lab plus uncommitted changes"
+[ -z "$(git -C "$TOP" status --porcelain -- lab tests bench/*.py bench/*.sh config patches Makefile)" ] ||
+	lab="$lab plus uncommitted changes"
 tmp=$(mktemp)
 trap 'rm -f "$tmp"' EXIT
 make -C "$TOP" --no-print-directory "$target" KERNEL="$KERNEL" >"$tmp" 2>&1
@@ -25,9 +26,9 @@ tree=$(cd "$TOP" && KERNEL=$KERNEL python3 -c 'import sys; sys.path.insert(0, "l
 {
 	echo "# make $target KERNEL=$KERNEL, run $(date -u +%F) on a $(nproc)-core $(. /etc/os-release; echo "$PRETTY_NAME") host, $(qemu-system-aarch64 --version | head -n 1)"
 	echo "# source: $(cat "$TOP/lab/source-version-$KERNEL" 2>/dev/null || echo host); series: patches/$KERNEL at $(git -C "$tree" rev-parse --short=12 HEAD); lab: $lab"
-	echo "# exit status $rc; progress lines (stderr) first, then TAP"
+	echo "# exit status $rc; progress lines (stderr) and TAP, as they came"
 	cat "$tmp"
 } >"$out"
-tail -n 1 "$out"
+echo "$(grep -c '^ok ' "$out") ok, $(grep -c '^not ok ' "$out") not ok; exit status $rc"
 echo "written: ${out#"$TOP"/}"
 exit "$rc"

@@ -63,16 +63,21 @@ last=$(git rev-parse series)
 # users_of OUTDIR: the objects (from kbuild's dependency files in OUTDIR)
 # that include a header the series touches.
 users_of() {
-	(cd "$wt/$1" && for h in $headers; do
-		grep -l -- "$h" $(find . -name '.*.o.cmd') 2>/dev/null
+	# grep finds no user of some header: not an error (set -e, pipefail).
+	(cd "$wt/$1" || exit 1
+	for h in $headers; do
+		grep -l -- "$h" $(find . -name '.*.o.cmd') 2>/dev/null || true
 	done | sed 's|^\./||; s|/\.\([^/]*\)\.cmd$|/\1|; s|^\.\([^/]*\)\.cmd$|\1|' | sort -u)
 }
 
 table=$LOGS/matrix$KSUFFIX.md
 rows=$TOP/bench/results/matrix$KSUFFIX
 mkdir -p "$rows"
-series_id=$(cat "$PATCHDIR"/[0-9][0-9][0-9][0-9]-*.patch | grep -v '^From [0-9a-f]\{40\} ' |
-	sha256sum | cut -c1-16)
+# The series' id: its patches (not the cover letter, whose figures change
+# without the code), without git's commit ids.
+series_id=$(for p in "$PATCHDIR"/[0-9][0-9][0-9][0-9]-*.patch; do
+		case $(basename "$p") in 0000-*) ;; *) grep -v '^From [0-9a-f]\{40\} ' "$p" ;; esac
+	done | sha256sum | cut -c1-16)
 {
 	printf '| configuration | last commit |'
 	# Patch numbers, not commit ids: the rows outlive the tree.
@@ -161,7 +166,16 @@ for cfg in $configs; do
 	printf '%s\n%s\n' "<!-- series $series_id, $(date -u +%Y-%m-%d), $(${CROSS}gcc --version | head -n 1) -->" \
 		"$row" >"$rows/$cfg.md"
 done
-# The committed table: every configuration's row for this series.
+# The table of every configuration's row for this series; committed
+# (bench/results/matrix$KSUFFIX.md) only once every configuration has one,
+# so that a run over part of the list never replaces a whole table.
+missing=""
+for cfg in $all; do
+	f=$rows/$cfg.md
+	[ -f "$f" ] && head -n 1 "$f" | grep -q "series $series_id," || missing="$missing $cfg"
+done
+whole=$TOP/bench/results/matrix$KSUFFIX.md
+[ -z "$missing" ] || whole=$LOGS/matrix-assembled$KSUFFIX.md
 {
 	echo "## make matrix results"
 	echo
@@ -180,7 +194,12 @@ done
 	done
 	echo
 	echo "Rows run on: $(for cfg in $all; do f=$rows/$cfg.md; [ -f "$f" ] && head -n 1 "$f" | grep -q "series $series_id," && printf '%s %s; ' "$cfg" "$(head -n 1 "$f" | sed 's/.*series [0-9a-f]*, \([0-9-]*\),.*/\1/')"; done)"
-} >"$TOP/bench/results/matrix$KSUFFIX.md"
+} >"$whole"
+if [ -n "$missing" ]; then
+	progress "matrix: no row for this series yet:$missing; the committed table is unchanged (this run's: $whole)"
+else
+	progress "matrix: every configuration has a row; wrote ${whole#"$TOP"/}"
+fi
 progress "matrix: table in $table"
 cat "$table"
 exit $fail

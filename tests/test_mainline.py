@@ -15,7 +15,7 @@ import checks as C  # noqa: E402
 import lab  # noqa: E402
 import scenarios as SC  # noqa: E402
 import variants  # noqa: E402
-from test_lab import failed  # noqa: E402
+from test_lab import doctored, failed  # noqa: E402
 
 MIB = 1 << 20
 
@@ -97,12 +97,28 @@ class WholeRegions(unittest.TestCase):
         if low is None:
             del after["invalid_low"], after["low_bytes"]
         rec = {"rc": "0", "crash_loaded": "1"}
-        if iomem_low:
-            rec["map.crash_low_region"] = "0x48000000-0x%x" % (0x48000000 + iomem_low)
         gone = {"invalid_crash": 0, "invalid_low": unload_low, "invalid_outside": 0}
-        return result(dict(CONTROL, **before), [
+        res = result(dict(CONTROL, **before), [
             ("load-c", after, rec),
             ("unload", gone, {"rc": "0", "crash_loaded": "0"})])
+        # The guest's /proc/iomem at boot: the main region, and the low one.
+        res.records[:0] = [lab.Record(0, "boot", "iomem_crash", REGION)] + (
+            [lab.Record(0, "boot", "iomem_crash", "0x48000000-0x%x" % (0x48000000 + iomem_low))]
+            if iomem_low else [])
+        return res
+
+    def test_main_region_checked_against_iomem(self):
+        """All of what linmap calls the main region invalid, but linmap's
+        region is not the one /proc/iomem had before the load (256M of
+        512M), or there is no iomem record at all."""
+        half = self.loads(256 * MIB)
+        half = doctored(half, lambda x: lab.Record(x.idx, x.step, x.key, str(256 * MIB))
+                        if x.key == "map.crash_bytes" and x.step == "load-c" else x)
+        self.assertEqual(failed(C.check_loads, half, 8 * MIB, protects=True, whole=True),
+                         ["whole_regions_invalid_after_load-c"])
+        none = doctored(self.loads(512 * MIB), lambda x: None if x.key == "iomem_crash" else x)
+        self.assertEqual(failed(C.check_loads, none, 8 * MIB, protects=True, whole=True),
+                         ["whole_regions_invalid_after_load-c"])
 
     def test_low_region_figures_checked_against_iomem(self):
         """A low region in iomem that linmap counts as 0 bytes, or no low
