@@ -807,6 +807,11 @@ class Unprotected(unittest.TestCase):
                          ["stray_fault_at_first_invalid_page"])
         self.assertEqual(failed(C.check_stray, self.with_stray("139", "1", first="-"), True),
                          ["stray_fault_at_first_invalid_page"])
+        # A step without map figures (the kselftest) between the load and
+        # the stray write: the load's figures still count.
+        between = self.with_stray("139", "1")
+        between.records.append(lab.Record(1, "selftest", "rc", "0"))
+        self.assertEqual(failed(C.check_stray, between, True), [])
         # At the reported first invalid page, but outside the region the
         # write went to.
         self.assertEqual(failed(C.check_stray, self.with_stray(
