@@ -319,24 +319,6 @@ for _v in ("g64k48", "base-g64k48"):
             FULL_ONLY.add(_n)
 
 
-# KERNEL=6.12: the same checks on 6.12 and the 6.12 series.  What differs
-# is the unpatched kernel, which since 6.4 keeps its blocks with
-# crashkernel=, the crash region's included, and protects nothing
-# (variants.protects, variants.pages_all_ram), and the reservation code,
-# which is the generic one with its own messages: a crashkernel=,high gets
-# a 128 MiB low region by default, a crashkernel=X that does not fit below
-# the DMA limit goes high, and a size of at least all of RAM is refused
-# without a message.
-# The 6.1 scenarios whose expectations hold on 6.12 as they are.
-SAME_ON_612 = [
-    "control", "base-control", "plain-512M", "high-1G-low-128M", "fixed-256M@0x60000000",
-    "range-syntax", "shrink-64M", "crash-plain-512M", "crash-high-low", "crash-fixed",
-    "crash-fulldump-1G", "shrink-then-crash", "bad-unit-typo", "control-2G", "rodata-full",
-    "debug-pagealloc", "control-dma31", "plain-256M-dma31", "high-low-dma31", "control-uefi",
-    "plain-512M-uefi", "high-low-uefi", "fixed-256M-uefi", "base-crash-plain-512M",
-    "base-crash-high-low", "base-crash-fixed", "base-crash-fulldump-1G"]
-
-
 def generic_bad_input():
     """Bad crashkernel= input as the generic parser and reservation
     (kernel/crash_reserve.c, 6.9 on) handle it: nothing reserved, and its
@@ -374,98 +356,20 @@ def stray_writes():
     return out
 
 
-def scenarios_612():
-    low = (128 * MIB, 0, G4)
-    hi1 = (GIB, G4, TOP48)
-    out = {n: SCENARIOS[n] for n in SAME_ON_612}
-    out.update({
-        "high-1G": sc(cmdline="crashkernel=1G,high", steps=LOAD_UNLOAD, shape="shape",
-                      regions=[low, hi1],
-                      log="reserved before paging_init (crashkernel=,high)"),
-        # 3.5 GiB does not fit below 4 GiB (RAM starts at 1 GiB): the
-        # generic fallback takes it high, with a default low region, late.
-        "plain-fallback-high": sc(cmdline="crashkernel=3584M", steps=["load-s", "unload"],
-                                  shape="shape", regions=[low, (3584 * MIB, G4, TOP48)],
-                                  log="after paging_init, rebuilding"),
-        # Bad input: the generic parser's messages; nothing reserved.
-        **generic_bad_input(),
-        # ,high with no RAM above 4G: the generic fallback takes it below,
-        # late, and only that region is page-mapped.
-        "high-512M-no-ram-above-4G": sc(mem="2G", cmdline="crashkernel=512M,high",
-                                        steps=["load-c", "unload"], shape="shape",
-                                        regions=[(512 * MIB, 0, G4)], control="control-2G",
-                                        log="after paging_init, rebuilding"),
-        # The stray write, series and unpatched (stray_writes()).
-        **stray_writes(),
-        # The unpatched 6.12: the region in blocks, nothing protected (and
-        # its kselftest says so).
-        "base-plain-512M": sc("base", cmdline="crashkernel=512M",
-                              steps=["load-c", "unload", "load-s", "unload", "selftest"],
-                              shape="shape", regions=[(512 * MIB, 0, G4)],
-                              selftest={ST_MAPPED: "fail", ST_LOAD: "fail"}),
-        "base-high-low": sc("base", cmdline="crashkernel=1G,high crashkernel=128M,low",
-                            steps=["load-s", "unload"], shape="shape", regions=[low, hi1]),
-        "base-crash-plain-512M": sc("base", cmdline="crashkernel=512M",
-                                    steps=["load-c", "crash"], regions=[(512 * MIB, 0, G4)]),
-        "base-crash-high-low": sc("base", cmdline="crashkernel=1G,high crashkernel=128M,low",
-                                  steps=["load-s", "crash"], regions=[low, hi1]),
-        "base-crash-fixed": sc("base", cmdline="crashkernel=256M@0x60000000",
-                               steps=["load-c", "crash"],
-                               regions=[(256 * MIB, 0x60000000, 0x70000000)]),
-        "base-crash-fulldump-1G": sc("base", mem="1G", cmdline="crashkernel=256M",
-                                     steps=["pattern:64", "load-c", "crash"],
-                                     regions=[(256 * MIB, 0, G4)], fulldump=True),
-    })
-    return out
-
-
-def geometry_612(v):
-    """geometry() for 6.12: its default low region for crashkernel=,high
-    and its parser's message, no range syntax, and the stray write."""
-    g = geometry(v)
-    del g["range-syntax-" + v]
-    g["high-1G-" + v]["regions"] = [(128 * MIB, 0, G4), (GIB, G4, TOP48)]
-    g["bad-garbage-" + v]["log"] = "memory value expected"
-    g["stray-write-" + v] = sc(v, mem="2G", cmdline="crashkernel=256M",
-                               steps=["load-c", "stray", "crash"], regions=[(256 * MIB, 0, G4)])
-    return g
-
-
-if variants.KERNEL == "6.12":
-    SCENARIOS = scenarios_612()
-    FULL_ONLY = set()
-    # LPA2 (52-bit VA with 4K pages: five levels; with 16K pages: four),
-    # booted on -cpu max, which has FEAT_LPA2; and 64K pages.  Only in
-    # "make test-full KERNEL=6.12".
-    for _v in ("g4k52", "g16k52", "g64k48"):
-        _g = geometry_612(_v)
-        SCENARIOS.update(_g)
-        FULL_ONLY |= set(_g)
-    # The LPA2 kernels on a CPU without FEAT_LPA2, which fold a level at
-    # run time: 4K/52 runs with four levels (P4D folded), 16K/52 with three
-    # (PUD folded: the slot rebuilt for a late region is then an entry of
-    # swapper_pg_dir, written through set_swapper_pgd()).
-    for _v in ("g4k52", "g16k52"):
-        _n = "nolpa2-plain-512M-" + _v
-        SCENARIOS["nolpa2-control-" + _v] = sc(_v, shape="control", cpu="max,lpa2=off")
-        SCENARIOS[_n] = sc(_v, cmdline="crashkernel=512M", cpu="max,lpa2=off",
-                           steps=["load-c", "unload", "load-s", "crash"], shape="shape",
-                           regions=[(512 * MIB, 0, G4)], control="nolpa2-control-" + _v,
-                           log="after paging_init, rebuilding")
-        FULL_ONLY |= {_n, "nolpa2-control-" + _v}
-
-
-def scenarios_73():
-    """KERNEL=7.3: mainline and the mainline series.  rodata=noalias (the
-    default here, variants.KERNELS) keeps the linear map in blocks, and
-    rodata=on now means full.  The series maps the crash regions apart at
-    boot (shape "apart") and protects them whole; the unpatched kernel
-    keeps them inside its blocks and protects nothing."""
+def scenarios_apart():
+    """KERNEL=7.3 and KERNEL=6.12: mainline and the mainline series, 6.12
+    and its backport.  The line's rodata= (variants.KERNELS: noalias on
+    7.3, on on 6.12) keeps the linear map in blocks, and its rodata_pages
+    (on on 7.3, where it now means full; full on 6.12) page-maps it.  The
+    series maps the crash regions apart at boot (shape "apart") and
+    protects them whole; the unpatched kernel (since 6.4) keeps them
+    inside its blocks and protects nothing."""
     low = (128 * MIB, 0, G4)
     hi1 = (GIB, G4, TOP48)
     r512 = [(512 * MIB, 0, G4)]
     fixed = [(256 * MIB, 0x60000000, 0x70000000)]
     apart = "mapped apart from the linear map"
+    pages = variants.LINE["rodata_pages"]
     out = {
         "control": sc(steps=["selftest"], shape="control"),
         "base-control": sc("base", shape="control"),
@@ -493,9 +397,10 @@ def scenarios_73():
                              steps=["load-s", "crash"], regions=[low, hi1]),
         "crash-fixed": sc(cmdline="crashkernel=256M@0x60000000", steps=["load-c", "crash"],
                           regions=fixed),
-        # rodata=on (full, mainline's default) and debug_pagealloc: the linear
-        # map is pages; protection needs nothing more.
-        "rodata-on": sc(cmdline="crashkernel=512M", rodata="on",
+        # rodata=full (rodata=on on mainline, its default) and
+        # debug_pagealloc: the linear map is pages; protection needs
+        # nothing more.
+        "rodata-" + pages: sc(cmdline="crashkernel=512M", rodata=pages,
                         steps=["load-c", "unload", "selftest", "load-s", "crash"],
                         shape="forced", regions=r512),
         "debug-pagealloc": sc(cmdline="crashkernel=512M debug_pagealloc=on",
@@ -522,7 +427,7 @@ def scenarios_73():
         "base-plain-512M": sc("base", cmdline="crashkernel=512M",
                               steps=["load-c", "unload", "load-s", "unload", "selftest"],
                               shape="shape", regions=r512),
-        "base-rodata-on": sc("base", cmdline="crashkernel=512M", rodata="on",
+        "base-rodata-" + pages: sc("base", cmdline="crashkernel=512M", rodata=pages,
                              steps=["load-c", "unload", "load-s", "unload", "selftest"],
                              shape="forced", regions=r512),
         "base-crash-plain-512M": sc("base", cmdline="crashkernel=512M",
@@ -533,8 +438,8 @@ def scenarios_73():
     return out
 
 
-def geometry_73(v):
-    """KERNEL=7.3, page-table geometry variant V against its own control:
+def geometry_apart(v):
+    """KERNEL=7.3 or 6.12, page-table geometry variant V against its own control:
     a late region and ,high with its default low region, both mapped
     apart (blocks kept around them) and protected whole on both load
     paths, a crash, and the stray write."""
@@ -553,16 +458,47 @@ def geometry_73(v):
     }
 
 
-if variants.KERNEL == "7.3":
-    SCENARIOS = scenarios_73()
+if variants.LINE["design"] == "apart":
+    SCENARIOS = scenarios_apart()
     FULL_ONLY = set()
-    # Only in "make test-full KERNEL=7.3": 4K pages with 39-bit VA (PUD
-    # folded), 16K/47, 64K/48, and LPA2 (4K/52: five levels, 16K/52: four)
-    # on -cpu max, which has FEAT_LPA2.
+    # Only in "make test-full": 4K pages with 39-bit VA (PUD folded),
+    # 16K/47, 64K/48, and LPA2 (4K/52: five levels, 16K/52: four) on
+    # -cpu max, which has FEAT_LPA2.
     for _v in ("g4k39", "g16k47", "g64k48", "g4k52", "g16k52"):
-        _g = geometry_73(_v)
+        _g = geometry_apart(_v)
         SCENARIOS.update(_g)
         FULL_ONLY |= set(_g)
+    # Two levels of page tables (16K/36: 32M blocks in contiguous runs of
+    # 1G; 64K/42: 512M blocks, runs of 16G): the split entries are entries
+    # of swapper_pg_dir, and a fixed base aligned to a block but not to a
+    # run (0x60000000 with 16K pages) must split the run (mainline patch
+    # 1).  No crash: makedumpfile 1.7.2 cannot read the top-level blocks
+    # that the kernels without the series keep there too.
+    for _v in ("g16k36", "g64k42"):
+        _ctl = "control-" + _v
+        _apart = "mapped apart from the linear map"
+        SCENARIOS[_ctl] = sc(_v, steps=["selftest"], shape="control")
+        SCENARIOS["plain-512M-" + _v] = sc(_v, cmdline="crashkernel=512M", steps=LOAD_UNLOAD,
+                                           shape="shape", regions=[(512 * MIB, 0, G4)],
+                                           control=_ctl, log=_apart)
+        SCENARIOS["fixed-256M-" + _v] = sc(_v, cmdline="crashkernel=256M@0x60000000",
+                                           steps=["load-s", "unload", "load-c", "unload"],
+                                           shape="shape",
+                                           regions=[(256 * MIB, 0x60000000, 0x70000000)],
+                                           control=_ctl, log=_apart)
+        FULL_ONLY |= {_ctl, "plain-512M-" + _v, "fixed-256M-" + _v}
+    # The LPA2 kernels on a CPU without FEAT_LPA2, which fold a level at
+    # run time: 4K/52 runs with four levels (P4D folded), 16K/52 with three
+    # (PUD folded: the entries split at a region's edges are then entries
+    # of swapper_pg_dir, written through set_swapper_pgd()).
+    for _v in ("g4k52", "g16k52"):
+        _n = "nolpa2-plain-512M-" + _v
+        SCENARIOS["nolpa2-control-" + _v] = sc(_v, shape="control", cpu="max,lpa2=off")
+        SCENARIOS[_n] = sc(_v, cmdline="crashkernel=512M", cpu="max,lpa2=off",
+                           steps=["load-c", "unload", "load-s", "crash"], shape="shape",
+                           regions=[(512 * MIB, 0, G4)], control="nolpa2-control-" + _v,
+                           log="mapped apart from the linear map")
+        FULL_ONLY |= {_n, "nolpa2-control-" + _v}
 
 
 def variants_used(full=False):
@@ -597,7 +533,7 @@ def selftest_expect(spec):
     the mapping test skip."""
     has_region = bool(spec["regions"])
     forced = spec["shape"] == "forced" or "kfence.sample_interval=0" in spec["cmdline"] \
-        or variants.levels(spec["variant"]) == 2
+        or (variants.levels(spec["variant"]) == 2 and variants.LINE["design"] != "apart")
     if variants.LINE["design"] == "apart":
         prot = "ok" if has_region and variants.protects(spec["variant"]) else "skip"
         exp = {ST_LOAD: prot, ST_UNLOAD: prot, ST_MAPPED: prot,
@@ -663,7 +599,7 @@ def _evaluate(c, name, spec, res, results, image_size):
                 "pud %s pmd %s" % (m.get("pud_bytes"), m.get("pmd_bytes")))
     elif shape == "shape" and variants.pages_all_ram(v):
         C.check_base_shape(c, res, lab.parse_size(spec["mem"]), total, page)
-    elif shape == "shape" and variants.levels(spec["variant"]) == 2:
+    elif shape == "shape" and variants.levels(v) == 2 and variants.LINE["design"] != "apart":
         C.check_twolevel_shape(c, res, lab.parse_size(spec["mem"]), total)
     elif shape in ("shape", "nothing"):
         ctl = results.get(control_of(name))

@@ -44,11 +44,13 @@ BASE_FRAGMENT = os.path.join(CONFIG, "lab.config")
 #   rodata      the rodata= value that keeps the linear map in blocks:
 #               "on" until 6.12; in 7.3 "on" means full, and the old
 #               meaning is "noalias"
+#   rodata_pages  the rodata= value that page-maps the linear map:
+#               "full", or "on" in 7.3
 #   design      how the series makes the crash region protectable:
-#               "pages" (6.1, 6.12: the region page-mapped, its loaded
-#               segments invalidated) or "apart" (7.3: the region mapped
-#               with leaf entries of its own, blocks kept, the whole
-#               regions invalidated)
+#               "pages" (6.1: the region page-mapped, its loaded
+#               segments invalidated) or "apart" (7.3 and its 6.12
+#               backport: the region mapped with leaf entries of its own,
+#               blocks kept, the whole regions invalidated)
 #   alias_blocks  with rodata=full or debug_pagealloc, does the kernel
 #               still map the linear alias of its text with blocks?
 #   prefix      the subject prefix of the posted series
@@ -57,13 +59,13 @@ BASE_FRAGMENT = os.path.join(CONFIG, "lab.config")
 #               pass)
 KERNELS = {
     "6.1": dict(suffix="", suite="host", protects=True, pages_all=True,
-                rodata="on", design="pages", alias_blocks=False,
+                rodata="on", rodata_pages="full", design="pages", alias_blocks=False,
                 prefix="PATCH 6.1.y", crash=True),
     "6.12": dict(suffix="-6.12", suite="host", protects=False, pages_all=False,
-                 rodata="on", design="pages", alias_blocks=True,
+                 rodata="on", rodata_pages="full", design="apart", alias_blocks=True,
                  prefix="PATCH 6.12.y", crash=True),
     "7.3": dict(suffix="-7.3", suite="trixie-backports", protects=False,
-                pages_all=False, rodata="noalias", design="apart",
+                pages_all=False, rodata="noalias", rodata_pages="on", design="apart",
                 alias_blocks=False, prefix="PATCH",
                 crash="crash 8.0.2 cannot open 7.3 dumps (\"invalid structure member offset:"
                 " kmem_cache_s_num\"); sid's 9.0.2, tried with --no_modules, gets further but"
