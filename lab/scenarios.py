@@ -383,6 +383,11 @@ def scenarios_apart():
                                     shape="shape", regions=fixed, log=apart),
         "shrink-64M": sc(cmdline="crashkernel=512M", steps=["shrink:67108864", "load-c", "unload"],
                          regions=r512),
+        # The kselftest's own shrink test (KDUMP_SHRINK=1, 64M given back),
+        # then a load that must still be protected whole.
+        "selftest-shrink": sc(cmdline="crashkernel=512M",
+                              steps=["selftest:shrink", "load-c", "unload"], regions=r512,
+                              selftest={ST_SHRINK: "ok"}),
         # Shrinking below the low region's size gives up the main region and
         # makes the former low region crashk_res (crash_shrink_memory()'s
         # swap): the next loads go there, and it is protected, with no WARN
