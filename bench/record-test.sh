@@ -14,9 +14,11 @@ test | check) ;;
 esac
 out=$TOP/bench/results/$KERNEL/$target.txt
 mkdir -p "$(dirname "$out")"
-# The lab's commit, and whether the run had changes not yet committed.
+# The lab's commit, and whether the run had changes not yet committed
+# (in what the run uses: cover letters are not).
 lab=$(git -C "$TOP" rev-parse --short=12 HEAD)
-[ -z "$(git -C "$TOP" status --porcelain -- lab tests bench/*.py bench/*.sh config patches Makefile)" ] ||
+[ -z "$(git -C "$TOP" status --porcelain -- lab tests bench/*.py bench/*.sh config patches Makefile \
+	':!patches/*/cover-letter.txt' ':!patches/*/0000-cover-letter.patch')" ] ||
 	lab="$lab plus uncommitted changes"
 tmp=$(mktemp)
 trap 'rm -f "$tmp"' EXIT
