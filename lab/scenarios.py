@@ -356,6 +356,10 @@ def stray_writes():
     return out
 
 
+# What the series logs for each crash region it maps apart at boot.
+APART = "mapped apart from the linear map"
+
+
 def scenarios_apart():
     """KERNEL=7.3 and KERNEL=6.12: mainline and the mainline series, 6.12
     and its backport.  The line's rodata= (variants.KERNELS: noalias on
@@ -368,7 +372,7 @@ def scenarios_apart():
     hi1 = (GIB, G4, TOP48)
     r512 = [(512 * MIB, 0, G4)]
     fixed = [(256 * MIB, 0x60000000, 0x70000000)]
-    apart = "mapped apart from the linear map"
+    apart = APART
     pages = variants.LINE["rodata_pages"]
     out = {
         "control": sc(steps=["selftest"], shape="control"),
@@ -449,7 +453,7 @@ def geometry_apart(v):
     apart (blocks kept around them) and protected whole on both load
     paths, a crash, and the stray write."""
     ctl = "control-" + v
-    apart = "mapped apart from the linear map"
+    apart = APART
     return {
         ctl: sc(v, steps=["selftest"], shape="control"),
         "plain-512M-" + v: sc(v, cmdline="crashkernel=512M", steps=LOAD_UNLOAD, shape="shape",
@@ -477,21 +481,18 @@ if variants.LINE["design"] == "apart":
     # the split entries are entries of swapper_pg_dir.  The linear map has
     # no contiguous PMD runs there (map_mem() builds it one PGD entry at a
     # time: pmd_cont_bytes is 0 in the control boot), so a fixed base
-    # aligned to a block (0xa0000000) needs no split at all.  No crash: makedumpfile 1.7.2 cannot read the top-level blocks
-    # that the kernels without the series keep there too.
+    # aligned to a block (0xa0000000) needs no split at all.  No crash:
+    # makedumpfile 1.7.2 cannot read the top-level blocks that the kernels
+    # without the series keep there too.
     for _v in ("g16k36", "g64k42"):
-        _ctl = "control-" + _v
-        _apart = "mapped apart from the linear map"
-        SCENARIOS[_ctl] = sc(_v, steps=["selftest"], shape="control")
-        SCENARIOS["plain-512M-" + _v] = sc(_v, cmdline="crashkernel=512M", steps=LOAD_UNLOAD,
-                                           shape="shape", regions=[(512 * MIB, 0, G4)],
-                                           control=_ctl, log=_apart)
-        SCENARIOS["fixed-256M-" + _v] = sc(_v, cmdline="crashkernel=256M@0xa0000000",
-                                           steps=["load-s", "unload", "load-c", "unload"],
-                                           shape="shape",
-                                           regions=[(256 * MIB, 0xa0000000, 0xb0000000)],
-                                           control=_ctl, log=_apart)
-        FULL_ONLY |= {_ctl, "plain-512M-" + _v, "fixed-256M-" + _v}
+        _g = {n: geometry_apart(_v)[n] for n in ("control-" + _v, "plain-512M-" + _v)}
+        _g["fixed-256M-" + _v] = sc(_v, cmdline="crashkernel=256M@0xa0000000",
+                                    steps=["load-s", "unload", "load-c", "unload"],
+                                    shape="shape",
+                                    regions=[(256 * MIB, 0xa0000000, 0xb0000000)],
+                                    control="control-" + _v, log=APART)
+        SCENARIOS.update(_g)
+        FULL_ONLY |= set(_g)
     # The LPA2 kernels on a CPU without FEAT_LPA2, which fold a level at
     # run time: 4K/52 runs with four levels (P4D folded), 16K/52 with three
     # (PUD folded: the entries split at a region's edges are then entries
@@ -502,7 +503,7 @@ if variants.LINE["design"] == "apart":
         SCENARIOS[_n] = sc(_v, cmdline="crashkernel=512M", cpu="max,lpa2=off",
                            steps=["load-c", "unload", "load-s", "crash"], shape="shape",
                            regions=[(512 * MIB, 0, G4)], control="nolpa2-control-" + _v,
-                           log="mapped apart from the linear map")
+                           log=APART)
         FULL_ONLY |= {_n, "nolpa2-control-" + _v}
 
 
