@@ -42,7 +42,7 @@ build: tree
 guest: build
 	@lab/guest.sh base
 	@lab/guest.sh series
-	@lab/crashroot.sh
+	@lab/crashtool.sh
 
 run: guest
 	@python3 lab/demo.py --variant "$(VARIANT)" --mem "$(MEM)" --cmdline "$(CMDLINE)"

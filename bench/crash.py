@@ -47,8 +47,7 @@ def _first_line(cmd):
 
 
 def crash_version():
-    return _first_line([vmcore.QEMU_USER, "-L", vmcore.CRASH_ROOT,
-                        os.path.join(vmcore.CRASH_ROOT, "usr/bin/crash"), "--version"])
+    return _first_line(vmcore.CRASH["cmd"] + ["--version"])
 
 
 def qemu_user_version():

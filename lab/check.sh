@@ -13,7 +13,9 @@ cd "$KTREE"
 fail=0
 for p in "$PATCHDIR"/[0-9][0-9][0-9][0-9]-*.patch; do
 	case $(basename "$p") in 0000-*) continue ;; esac
-	if perl scripts/checkpatch.pl --strict --no-tree -q "$p" >"$LOGS/checkpatch$KSUFFIX.log" 2>&1; then
+	# From the tree, as maintainers run it: the checks that read the tree
+	# (headers, includes, CamelCase of the kernel's own names) run too.
+	if perl scripts/checkpatch.pl --strict -q "$p" >"$LOGS/checkpatch$KSUFFIX.log" 2>&1; then
 		echo "ok - checkpatch --strict: $(basename "$p")"
 	else
 		echo "not ok - checkpatch --strict: $(basename "$p")"

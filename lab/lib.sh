@@ -19,7 +19,7 @@ if command -v python3 >/dev/null 2>&1; then
 elif [ "${LAB_DEPS:-}" = 1 ]; then
 	# make deps on a bare machine: it installs python3 first, then
 	# starts again (lab/deps.sh).
-	KSUFFIX= KSRC_SUITE=unknown KPREFIX=
+	KSUFFIX= KSRC_SUITE=unknown KPREFIX= KCRASH=
 else
 	printf "error: python3 is missing; run 'make deps' as root\n" >&2
 	exit 1

@@ -27,10 +27,8 @@ G4 = 4 * GIB
 TOP48 = 1 << 48
 LOAD_UNLOAD = ["load-c", "unload", "load-s", "unload", "selftest"]
 
-# The kselftest's tests (tools/testing/selftests/arm64/kdump); on 7.3 the
-# first one checks that the regions are mapped apart, not with pages.
-ST_MAPPED = ("crash_regions_mapped_apart" if variants.LINE["design"] == "apart"
-             else "crash_regions_page_mapped")
+# The kselftest's tests (tools/testing/selftests/arm64/kdump).
+ST_MAPPED = "crash_regions_mapped_apart"
 ST_MEMTYPE = "crash_memory_type_as_around"
 ST_LIMIT = "pte_outside_crash_within_limit"
 ST_LOAD = "protect_after_load"
@@ -65,272 +63,18 @@ def sc(variant="series", mem="8G", cmdline="", steps=(), shape=None, regions=Non
                 cpu=cpu)
 
 
-SCENARIOS = {
-    # Controls: the same machines without crashkernel=.
-    "control": sc(steps=["selftest"], shape="control"),
-    "control-16G": sc(mem="16G", shape="control"),
-    "base-control": sc("base", shape="control"),
-    # Every crashkernel= form: reservation, shape, protection.
-    "plain-512M": sc(cmdline="crashkernel=512M", steps=LOAD_UNLOAD, shape="shape",
-                     regions=[(512 * MIB, 0, G4)],
-                     log="after paging_init, rebuilding"),
-    "plain-512M-16G": sc(mem="16G", cmdline="crashkernel=512M", steps=["load-c", "unload"],
-                         shape="shape", regions=[(512 * MIB, 0, G4)], control="control-16G"),
-    "high-1G": sc(cmdline="crashkernel=1G,high", steps=LOAD_UNLOAD, shape="shape",
-                  regions=[(GIB, G4, TOP48)],
-                  log="reserved before paging_init (crashkernel=,high)"),
-    "high-1G-low-128M": sc(cmdline="crashkernel=1G,high crashkernel=128M,low",
-                           steps=LOAD_UNLOAD, shape="shape",
-                           regions=[(128 * MIB, 0, G4), (GIB, G4, TOP48)],
-                           log="crashkernel low memory reserved"),
-    "fixed-256M@0x60000000": sc(cmdline="crashkernel=256M@0x60000000", steps=LOAD_UNLOAD,
-                                shape="shape", regions=[(256 * MIB, 0x60000000, 0x70000000)],
-                                log="reserved before paging_init (fixed base)"),
-    "range-syntax": sc(cmdline="crashkernel=1G-4G:192M,4G-:384M", steps=["load-c", "unload"],
-                       shape="shape", regions=[(384 * MIB, 0, G4)]),
-    # Shrink through /sys/kernel/kexec_crash_size, then load again.
-    "shrink-64M": sc(cmdline="crashkernel=512M", steps=["shrink:67108864", "load-c", "unload"],
-                     regions=[(512 * MIB, 0, G4)]),
-    # Crash and capture, for each layout.
-    "crash-plain-512M": sc(cmdline="crashkernel=512M", steps=["load-c", "crash"],
-                           regions=[(512 * MIB, 0, G4)]),
-    "crash-high-low": sc(cmdline="crashkernel=1G,high crashkernel=128M,low",
-                         steps=["load-s", "crash"],
-                         regions=[(128 * MIB, 0, G4), (GIB, G4, TOP48)]),
-    "crash-fixed": sc(cmdline="crashkernel=256M@0x60000000", steps=["load-c", "crash"],
-                      regions=[(256 * MIB, 0x60000000, 0x70000000)]),
-    # A small guest whose whole ELF /proc/vmcore leaves it too: a pattern
-    # that names its own physical addresses, written into the slot the
-    # series rebuilt, is read back from the unfiltered dump with crash.
-    "crash-fulldump-1G": sc(mem="1G", cmdline="crashkernel=256M",
-                            steps=["pattern:64", "load-c", "crash"],
-                            regions=[(256 * MIB, 0, G4)], fulldump=True),
-    # Bad input: nothing reserved, a log line with the reason, blocks kept.
-    "bad-garbage": sc(cmdline="crashkernel=foo", shape="nothing",
-                      log="invalid crashkernel= value, nothing reserved"),
-    "bad-zero": sc(cmdline="crashkernel=0", shape="nothing", log="size is zero"),
-    "bad-too-large": sc(cmdline="crashkernel=64G", shape="nothing",
-                        log="cannot allocate crashkernel"),
-    "bad-low-alone": sc(cmdline="crashkernel=128M,low", shape="nothing",
-                        log="crashkernel=,low without crashkernel=,high"),
-    "bad-unaligned-base": sc(cmdline="crashkernel=256M@0x60100000", shape="nothing",
-                             log="is not aligned to 2 MiB"),
-    "bad-base-beyond-ram": sc(cmdline="crashkernel=256M@0x400000000", shape="nothing",
-                              log="is not free RAM"),
-    "bad-negative": sc(cmdline="crashkernel=-1M", shape="nothing",
-                       log="invalid crashkernel= value, nothing reserved"),
-    "bad-unit-typo": sc(cmdline="crashkernel=512Q", shape="nothing",
-                        log="unrecognized char: Q"),
-    "bad-overflow": sc(cmdline="crashkernel=99999999999999999999999M", shape="nothing",
-                       log="cannot allocate crashkernel"),
-    "bad-base-over-kernel": sc(cmdline="crashkernel=64M@0x40000000", shape="nothing",
-                               log="is not free RAM"),
-    # Senseless but meaningful combinations: documented outcome and a warning.
-    "two-plain": sc(cmdline="crashkernel=256M crashkernel=512M", steps=["load-c", "unload"],
-                    shape="shape", regions=[(512 * MIB, 0, G4)],
-                    log="2 crashkernel= parameters given, using the last"),
-    "plain-and-high": sc(cmdline="crashkernel=256M crashkernel=1G,high", shape="shape",
-                         regions=[(256 * MIB, 0, G4)],
-                         log=",high and ,low are ignored when crashkernel=size is given"),
-    "shrink-then-crash": sc(cmdline="crashkernel=512M",
-                            steps=["shrink:67108864", "load-c", "crash"],
-                            regions=[(512 * MIB, 0, G4)]),
-    # Little memory: the region shares its 1G slot with the page tables,
-    # memblock and the unflattened DT, all live during the rebuild.
-    "control-2G": sc(mem="2G", shape="control"),
-    "plain-512M-2G": sc(mem="2G", cmdline="crashkernel=512M",
-                        steps=["load-c", "unload", "load-c", "crash"], shape="shape",
-                        regions=[(512 * MIB, 0, G4)], control="control-2G"),
-    # ,high with no RAM above 4G: the documented fallback takes it below.
-    "high-512M-no-ram-above-4G": sc(mem="2G", cmdline="crashkernel=512M,high",
-                                    steps=["load-c", "unload"], shape="shape",
-                                    regions=[(512 * MIB, 0, G4)], control="control-2G",
-                                    log="no room above 4 GiB for crashkernel=,high"),
-    # Load and unload again and again, both ways.
-    "cycles-20": sc(cmdline="crashkernel=512M",
-                    steps=["load-c", "unload", "load-s", "unload"] * 10,
-                    regions=[(512 * MIB, 0, G4)]),
-    # Options that page-map everything: still correct, protected, dumpable.
-    "rodata-full": sc(cmdline="crashkernel=512M", rodata="full",
-                      steps=["load-c", "unload", "selftest", "load-s", "crash"],
-                      shape="forced", regions=[(512 * MIB, 0, G4)]),
-    "debug-pagealloc": sc(cmdline="crashkernel=512M debug_pagealloc=on",
-                          steps=["load-c", "unload", "selftest", "load-c", "crash"],
-                          shape="forced", regions=[(512 * MIB, 0, G4)],
-                          invalid_elsewhere=True),
-    # A DMA zone that ends below 4 GiB (31 bits: RAM starts at 1 GiB on virt).
-    "control-dma31": sc(dma_bits=31, shape="control"),
-    "plain-256M-dma31": sc(dma_bits=31, cmdline="crashkernel=256M",
-                           steps=["load-c", "unload", "load-s", "crash"], shape="shape",
-                           regions=[(256 * MIB, 0, 0x80000000)], control="control-dma31",
-                           log="after paging_init, rebuilding"),
-    "high-low-dma31": sc(dma_bits=31, cmdline="crashkernel=1G,high crashkernel=128M,low",
-                         steps=["load-c", "unload"], shape="shape",
-                         regions=[(128 * MIB, 0, 0x80000000), (GIB, G4, TOP48)],
-                         control="control-dma31"),
-    # UEFI + ACPI, the way arm64 servers boot: every layout is crashed.
-    "control-uefi": sc(firmware="uefi", shape="control"),
-    "plain-512M-uefi": sc(firmware="uefi", cmdline="crashkernel=512M",
-                          steps=["load-c", "unload", "load-s", "crash"], shape="shape",
-                          regions=[(512 * MIB, 0, G4)], control="control-uefi"),
-    "high-low-uefi": sc(firmware="uefi", cmdline="crashkernel=1G,high crashkernel=128M,low",
-                        steps=["load-c", "unload", "load-s", "crash"], shape="shape",
-                        regions=[(128 * MIB, 0, G4), (GIB, G4, TOP48)],
-                        control="control-uefi"),
-    # The same crash without its shape checks (make bench-crash pairs it
-    # with base-crash-plain-uefi).
-    "crash-plain-uefi": sc(firmware="uefi", cmdline="crashkernel=512M",
-                           steps=["load-s", "crash"], regions=[(512 * MIB, 0, G4)]),
-    "fixed-256M-uefi": sc(firmware="uefi", cmdline="crashkernel=256M@0x60000000",
-                          steps=["load-s", "unload", "load-c", "crash"], shape="shape",
-                          regions=[(256 * MIB, 0x60000000, 0x70000000)],
-                          control="control-uefi"),
-    # Scale: a 64G guest, its RAM not reserved on the host (memory-backend
-    # reserve=off); the guest only touches what it uses.
-    "control-64G": sc(mem="64G", shape="control"),
-    "scale-64G": sc(mem="64G", cmdline="crashkernel=512M", steps=["load-c", "unload"],
-                    shape="shape", regions=[(512 * MIB, 0, G4)], control="control-64G"),
-    # KFENCE built in (variant "kfence"): an early pool is page-mapped on its
-    # own; a pool that may come late (interval 0) page-maps everything.
-    "control-kfence": sc("kfence", cmdline="kfence.sample_interval=100", shape="control"),
-    "kfence-early-pool": sc("kfence", cmdline="kfence.sample_interval=100 crashkernel=512M",
-                            steps=["load-c", "unload", "selftest", "load-s", "crash"],
-                            shape="shape", regions=[(512 * MIB, 0, G4)],
-                            control="control-kfence", invalid_elsewhere=True),
-    "kfence-late-pool": sc("kfence", cmdline="kfence.sample_interval=0 crashkernel=512M",
-                           steps=["load-c", "unload", "load-s", "crash"], shape="forced",
-                           regions=[(512 * MIB, 0, G4)], invalid_elsewhere=True),
-    # No DMA zones (variant "nodma"): everything is reserved early, as in
-    # 6.1 without the series, and only the crash region is page-mapped.
-    "control-nodma": sc("nodma", shape="control"),
-    "nodma-plain-512M": sc("nodma", cmdline="crashkernel=512M",
-                           steps=["load-c", "unload", "load-s", "crash"], shape="shape",
-                           regions=[(512 * MIB, 0, TOP48)], control="control-nodma",
-                           log="reserved before paging_init (no DMA zones)"),
-    "nodma-high-low": sc("nodma", cmdline="crashkernel=1G,high crashkernel=128M,low",
-                         steps=["load-c", "unload"], shape="shape",
-                         regions=[(GIB, G4, TOP48)], control="control-nodma"),
-    # The unpatched kernel: it page-maps all of RAM (and its kselftest
-    # says so), which is what the series removes.
-    "base-plain-512M": sc("base", cmdline="crashkernel=512M",
-                          steps=["load-c", "unload", "selftest"], shape="shape",
-                          regions=[(512 * MIB, 0, G4)], selftest={ST_LIMIT: "fail"}),
-    # Its dumps, of every layout, as crash sees them: the reference.
-    "base-crash-plain-512M": sc("base", cmdline="crashkernel=512M", steps=["load-c", "crash"],
-                                regions=[(512 * MIB, 0, G4)]),
-    "base-crash-high-low": sc("base", cmdline="crashkernel=1G,high crashkernel=128M,low",
-                              steps=["load-s", "crash"],
-                              regions=[(128 * MIB, 0, G4), (GIB, G4, TOP48)]),
-    "base-crash-fixed": sc("base", cmdline="crashkernel=256M@0x60000000",
-                           steps=["load-c", "crash"],
-                           regions=[(256 * MIB, 0x60000000, 0x70000000)]),
-    "base-crash-plain-uefi": sc("base", firmware="uefi", cmdline="crashkernel=512M",
-                                steps=["load-s", "crash"], regions=[(512 * MIB, 0, G4)]),
-    "base-crash-high-low-uefi": sc("base", firmware="uefi",
-                                   cmdline="crashkernel=1G,high crashkernel=128M,low",
-                                   steps=["load-c", "crash"],
-                                   regions=[(128 * MIB, 0, G4), (GIB, G4, TOP48)]),
-    "base-crash-fixed-uefi": sc("base", firmware="uefi", cmdline="crashkernel=256M@0x60000000",
-                                steps=["load-c", "crash"],
-                                regions=[(256 * MIB, 0x60000000, 0x70000000)]),
-    "base-crash-fulldump-1G": sc("base", mem="1G", cmdline="crashkernel=256M",
-                                 steps=["pattern:64", "load-c", "crash"],
-                                 regions=[(256 * MIB, 0, G4)], fulldump=True),
-}
-
-
-
-def geometry(v):
-    """The scenarios every kernel geometry variant V gets, each against V's
-    own control boot: every early and late layout, both load paths, the
-    kselftest, and a crash of each layout."""
-    ctl = "control-" + v
+def bad_input():
+    """Bad crashkernel= input: nothing reserved, nothing mapped apart, and
+    the kernel's own message where it gives one (variants.KERNELS
+    bad_log: the generic reservation of 6.9 on, or 6.1's own)."""
+    say = variants.LINE["bad_log"]
     return {
-        ctl: sc(v, steps=["selftest"], shape="control"),
-        "plain-512M-" + v: sc(v, cmdline="crashkernel=512M", steps=LOAD_UNLOAD,
-                              shape="shape", regions=[(512 * MIB, 0, G4)], control=ctl,
-                              log="after paging_init, rebuilding"),
-        "high-low-" + v: sc(v, cmdline="crashkernel=1G,high crashkernel=128M,low",
-                            steps=["load-c", "unload", "selftest", "load-s", "crash"],
-                            shape="shape", regions=[(128 * MIB, 0, G4), (GIB, G4, TOP48)],
-                            control=ctl),
-        "fixed-256M-" + v: sc(v, cmdline="crashkernel=256M@0x60000000",
-                              steps=["load-s", "unload", "load-c", "crash"], shape="shape",
-                              regions=[(256 * MIB, 0x60000000, 0x70000000)], control=ctl),
-        "crash-plain-" + v: sc(v, cmdline="crashkernel=512M", steps=["load-c", "crash"],
-                               shape="shape", regions=[(512 * MIB, 0, G4)], control=ctl),
-        "shrink-then-crash-" + v: sc(v, cmdline="crashkernel=512M",
-                                     steps=["shrink:67108864", "load-c", "crash"],
-                                     regions=[(512 * MIB, 0, G4)]),
-        "high-1G-" + v: sc(v, cmdline="crashkernel=1G,high", steps=["load-s", "unload"],
-                           shape="shape", regions=[(GIB, G4, TOP48)], control=ctl,
-                           log="reserved before paging_init (crashkernel=,high)"),
-        "range-syntax-" + v: sc(v, cmdline="crashkernel=1G-4G:192M,4G-:384M",
-                                steps=["load-c", "unload"], shape="shape",
-                                regions=[(384 * MIB, 0, G4)], control=ctl),
-        "bad-garbage-" + v: sc(v, cmdline="crashkernel=foo", shape="nothing", control=ctl,
-                               log="invalid crashkernel= value, nothing reserved"),
-    }
-
-
-# 4K pages, 39-bit VA (variant "g4k39"): the PUD is folded into the PGD, so
-# the slot rebuilt for a late region is a PGD entry.
-SCENARIOS.update(geometry("g4k39"))
-
-# Only in "make test-full": slow, or large.
-FULL_ONLY = {"cycles-20", "crash-plain-uefi", "plain-512M-16G", "control-16G", "scale-64G", "control-64G",
-             "control-kfence", "kfence-early-pool", "kfence-late-pool",
-             "control-nodma", "nodma-plain-512M", "nodma-high-low"}
-
-# More geometries, and MTE (variant "mte", booted with -M virt,mte=on),
-# in "make test-full": 16K pages with 47-bit VA (folded PUD, 32 MiB
-# blocks) and 64K pages with 48-bit VA (folded PUD, 512 MiB blocks: the
-# fixed-base region takes the rest of its block to pages, the block hull
-# that check_shape allows).
-# Two levels of page tables (64K/42 and 16K/36): the slot is a contiguous
-# run of PMD entries of swapper_pg_dir (16 GiB and 1 GiB); with 16K pages
-# the run holding the region has the contiguous hint, which must go.
-for _v in ("g16k47", "g64k48", "mte", "g64k42", "g16k36"):
-    _g = geometry(_v)
-    SCENARIOS.update(_g)
-    FULL_ONLY |= set(_g)
-
-# The unpatched kernel with two levels page-maps everything and its dumps
-# can be filtered; the series keeps that (no top-level blocks with a crash
-# region, as makedumpfile misreads them).
-for _v in ("g64k42", "g16k36"):
-    SCENARIOS["crash-plain-base-" + _v] = sc("base-" + _v, cmdline="crashkernel=512M",
-                                            steps=["load-c", "crash"],
-                                            regions=[(512 * MIB, 0, G4)])
-    FULL_ONLY.add("crash-plain-base-" + _v)
-
-# A capture that fails now and then is the worst kdump bug: with 64K pages
-# (one makedumpfile failure in six kexec_file_load crashes was seen on an
-# earlier version), crash 20 times per load path, ,high + ,low layout, on
-# the series and on the unpatched kernel.
-REPEATS = 20
-for _v in ("g64k48", "base-g64k48"):
-    for _i in range(1, REPEATS + 1):
-        for _how in ("load-c", "load-s"):
-            _n = "repeat-%s-%02d-%s" % (_how[-1], _i, _v)
-            SCENARIOS[_n] = sc(_v, cmdline="crashkernel=1G,high crashkernel=128M,low",
-                               steps=[_how, "crash"],
-                               regions=[(128 * MIB, 0, G4), (GIB, G4, TOP48)])
-            FULL_ONLY.add(_n)
-
-
-def generic_bad_input():
-    """Bad crashkernel= input as the generic parser and reservation
-    (kernel/crash_reserve.c, 6.9 on) handle it: nothing reserved, and its
-    own message where it gives one.  For 6.12 and 7.3."""
-    return {
-        "bad-garbage": sc(cmdline="crashkernel=foo", shape="nothing",
-                          log="memory value expected"),
-        "bad-too-large": sc(cmdline="crashkernel=64G", shape="nothing"),
+        "bad-garbage": sc(cmdline="crashkernel=foo", shape="nothing", log=say["garbage"]),
+        "bad-too-large": sc(cmdline="crashkernel=64G", shape="nothing", log=say["too-large"]),
         "bad-unaligned-base": sc(cmdline="crashkernel=256M@0x60100000", shape="nothing",
-                                 log="memory is in use"),
+                                 log=say["unaligned-base"]),
         "bad-base-beyond-ram": sc(cmdline="crashkernel=256M@0x400000000", shape="nothing",
-                                  log="memory is in use"),
+                                  log=say["base-beyond-ram"]),
         "bad-low-alone": sc(cmdline="crashkernel=128M,low", shape="nothing"),
     }
 
@@ -338,19 +82,21 @@ def generic_bad_input():
 def stray_writes():
     """A stray write over the main crash region through the linear map
     (/dev/mem), with the capture kernel loaded, then a crash, on both load
-    paths.  The series faults and captures; the unpatched kernel (6.12,
-    7.3: no protection since 6.4) lets it through and loses the capture,
-    which its controls, the same boots and crashes without the write,
-    do not.  For 6.12 and 7.3."""
+    paths.  The series faults and captures; the unpatched kernel since
+    6.4 (6.12, 7.3) lets it through and loses the capture, which its
+    controls, the same boots and crashes without the write, do not; the
+    unpatched 6.1 protects the loaded segments and captures."""
     r256 = [(256 * MIB, 0, G4)]
+    lost = not variants.LINE["protects"]
     out = {}
     for how, sfx in (("load-c", ""), ("load-s", "-s")):
         out["stray-write" + sfx] = sc(mem="2G", cmdline="crashkernel=256M",
                                       steps=[how, "stray", "crash"], regions=r256)
         out["base-stray-write" + sfx] = sc("base", mem="2G", cmdline="crashkernel=256M",
                                            steps=[how, "stray", "crash"], regions=r256,
-                                           lost=True, timeout=150,
-                                           control="base-crash-2G-256M" + sfx)
+                                           lost=lost, timeout=150 if lost else None,
+                                           control=("base-crash-2G-256M" + sfx) if lost
+                                           else None)
         out["base-crash-2G-256M" + sfx] = sc("base", mem="2G", cmdline="crashkernel=256M",
                                              steps=[how, "crash"], regions=r256)
     return out
@@ -361,15 +107,17 @@ APART = "mapped apart from the linear map"
 
 
 def scenarios_apart():
-    """KERNEL=7.3 and KERNEL=6.12: mainline and the mainline series, 6.12
-    and its backport.  The line's rodata= (variants.KERNELS: noalias on
-    7.3, on on 6.12) keeps the linear map in blocks, and its rodata_pages
-    (on on 7.3, where it now means full; full on 6.12) page-maps it.  The
-    series maps the crash regions apart at boot (shape "apart") and
-    protects them whole; the unpatched kernel (since 6.4) keeps them
-    inside its blocks and protects nothing."""
+    """Every kernel line: mainline and the mainline series, 6.12 and 6.1
+    and their backports.  The line's rodata= (variants.KERNELS: noalias
+    on 7.3, on before) keeps the linear map in blocks, and its
+    rodata_pages (on on 7.3, where it now means full; full before)
+    page-maps it.  The series maps the crash regions apart at boot and
+    protects them whole; the unpatched kernel since 6.4 keeps them inside
+    its blocks and protects nothing, the unpatched 6.1 page-maps all of
+    RAM and protects the loaded segments."""
     low = (128 * MIB, 0, G4)
     hi1 = (GIB, G4, TOP48)
+    high_alone = high_regions()
     r512 = [(512 * MIB, 0, G4)]
     fixed = [(256 * MIB, 0x60000000, 0x70000000)]
     apart = APART
@@ -379,10 +127,10 @@ def scenarios_apart():
         "base-control": sc("base", shape="control"),
         "plain-512M": sc(cmdline="crashkernel=512M", steps=LOAD_UNLOAD, shape="shape",
                          regions=r512, log=apart),
-        # crashkernel=,high gets a 128 MiB low region by default; both are
-        # mapped apart and both protected.
+        # crashkernel=,high gets a 128 MiB low region by default (not on
+        # 6.1); every region is mapped apart and protected.
         "high-1G": sc(cmdline="crashkernel=1G,high", steps=LOAD_UNLOAD, shape="shape",
-                      regions=[low, hi1], log=apart),
+                      regions=high_alone, log=apart),
         "fixed-256M@0x60000000": sc(cmdline="crashkernel=256M@0x60000000", steps=LOAD_UNLOAD,
                                     shape="shape", regions=fixed, log=apart),
         "shrink-64M": sc(cmdline="crashkernel=512M", steps=["shrink:67108864", "load-c", "unload"],
@@ -392,20 +140,20 @@ def scenarios_apart():
         "selftest-shrink": sc(cmdline="crashkernel=512M",
                               steps=["selftest:shrink", "load-c", "unload"], regions=r512,
                               selftest={ST_SHRINK: "ok"}),
-        # Shrinking below the low region's size gives up the main region and
-        # makes the former low region crashk_res (crash_shrink_memory()'s
-        # swap): the next loads go there, and it is protected, with no WARN
-        # (panic_on_warn would kill the guest inside the load).
-        "shrink-swap": sc(cmdline="crashkernel=1G,high crashkernel=256M,low panic_on_warn=1",
-                          steps=["shrink:%d" % (1080 * MIB), "load-c", "unload", "load-s",
-                                 "crash"],
-                          regions=[(256 * MIB, 0, G4), hi1]),
+        **shrink_two_regions(hi1),
         "crash-plain-512M": sc(cmdline="crashkernel=512M", steps=["load-c", "crash"],
                                regions=r512),
         "crash-high-low": sc(cmdline="crashkernel=1G,high crashkernel=128M,low",
                              steps=["load-s", "crash"], regions=[low, hi1]),
         "crash-fixed": sc(cmdline="crashkernel=256M@0x60000000", steps=["load-c", "crash"],
                           regions=fixed),
+        # A small guest whose whole ELF /proc/vmcore leaves it too: a
+        # pattern that names its own physical addresses, written around
+        # the region (the 1G slot its edges may split), is read back from
+        # the unfiltered dump with crash.
+        "crash-fulldump-1G": sc(mem="1G", cmdline="crashkernel=256M",
+                                steps=["pattern:64", "load-c", "crash"],
+                                regions=[(256 * MIB, 0, G4)], fulldump=True),
         # rodata=full (rodata=on on mainline, its default) and
         # debug_pagealloc: the linear map is pages; protection needs
         # nothing more.
@@ -429,8 +177,10 @@ def scenarios_apart():
         "high-low-uefi": sc(firmware="uefi", cmdline="crashkernel=1G,high crashkernel=128M,low",
                             steps=["load-c", "unload", "load-s", "crash"], shape="shape",
                             regions=[low, hi1], control="control-uefi", log=apart),
+        "crash-fixed-uefi": sc(firmware="uefi", cmdline="crashkernel=256M@0x60000000",
+                               steps=["load-s", "crash"], regions=fixed),
         # Bad input: nothing reserved, and nothing mapped apart.
-        **generic_bad_input(),
+        **bad_input(),
         # The unpatched kernel: the regions inside its blocks, nothing
         # protected with either rodata=, and its kselftest says so (skips).
         "base-plain-512M": sc("base", cmdline="crashkernel=512M",
@@ -443,12 +193,41 @@ def scenarios_apart():
                                     steps=["load-c", "crash"], regions=r512),
         "base-crash-high-low": sc("base", cmdline="crashkernel=1G,high crashkernel=128M,low",
                                   steps=["load-s", "crash"], regions=[low, hi1]),
+        "base-crash-fulldump-1G": sc("base", mem="1G", cmdline="crashkernel=256M",
+                                     steps=["pattern:64", "load-c", "crash"],
+                                     regions=[(256 * MIB, 0, G4)], fulldump=True),
     }
     return out
 
 
+def high_regions():
+    """The regions crashkernel=1G,high reserves: the default low region
+    (variants.KERNELS default_low) and the high one."""
+    low = variants.LINE["default_low"]
+    return ([(low, 0, G4)] if low else []) + [(GIB, G4, TOP48)]
+
+
+def shrink_two_regions(hi1):
+    """A shrink with a high and a low region, then loads that must be
+    protected with no WARN (panic_on_warn would kill the guest inside
+    the load), and a crash."""
+    cmdline = "crashkernel=1G,high crashkernel=256M,low panic_on_warn=1"
+    regions = [(256 * MIB, 0, G4), hi1]
+    after = ["load-c", "unload", "load-s", "crash"]
+    if variants.LINE["swap"]:
+        # Shrinking below the low region's size gives up the main region
+        # and makes the former low region crashk_res (crash_shrink_memory()'s
+        # swap): the next loads go there.
+        return {"shrink-swap": sc(cmdline=cmdline, steps=["shrink:%d" % (1080 * MIB)] + after,
+                                  regions=regions)}
+    # No swap (6.1): kexec_crash_size is the high region alone; half of it
+    # goes back, and what is left, mapped apart at boot, gets the loads.
+    return {"shrink-high": sc(cmdline=cmdline, steps=["shrink:%d" % (512 * MIB)] + after,
+                              regions=regions)}
+
+
 def geometry_apart(v):
-    """KERNEL=7.3 or 6.12, page-table geometry variant V against its own control:
+    """Page-table geometry variant V against its own control:
     a late region and ,high with its default low region, both mapped
     apart (blocks kept around them) and protected whole on both load
     paths, a crash, and the stray write."""
@@ -460,51 +239,62 @@ def geometry_apart(v):
                               regions=[(512 * MIB, 0, G4)], control=ctl, log=apart),
         "high-1G-" + v: sc(v, cmdline="crashkernel=1G,high",
                            steps=["load-s", "unload", "load-c", "crash"], shape="shape",
-                           regions=[(128 * MIB, 0, G4), (GIB, G4, TOP48)], control=ctl,
+                           regions=high_regions(), control=ctl,
                            log=apart),
         "stray-write-" + v: sc(v, mem="2G", cmdline="crashkernel=256M",
                                steps=["load-c", "stray", "crash"], regions=[(256 * MIB, 0, G4)]),
     }
 
 
-if variants.LINE["design"] == "apart":
-    SCENARIOS = scenarios_apart()
-    FULL_ONLY = set()
-    # Only in "make test-full": 4K pages with 39-bit VA (PUD folded),
-    # 16K/47, 64K/48, and LPA2 (4K/52: five levels, 16K/52: four) on
-    # -cpu max, which has FEAT_LPA2.
-    for _v in ("g4k39", "g16k47", "g64k48", "g4k52", "g16k52"):
+SCENARIOS = scenarios_apart()
+# The unpatched kernel's unfiltered dump: make bench-crash's reference.
+FULL_ONLY = {"base-crash-fulldump-1G"}
+# Only in "make test-full": 4K pages with 39-bit VA (PUD folded), 16K/47,
+# 64K/48, and where the line has them (config/KERNEL/), LPA2 (4K/52: five
+# levels, 16K/52: four) on -cpu max, which has FEAT_LPA2.
+for _v in ("g4k39", "g16k47", "g64k48", "g4k52", "g16k52"):
+    if _v in variants.fragments():
         _g = geometry_apart(_v)
         SCENARIOS.update(_g)
         FULL_ONLY |= set(_g)
-    # Two levels of page tables (16K/36: 32M blocks; 64K/42: 512M blocks):
-    # the split entries are entries of swapper_pg_dir.  The linear map has
-    # no contiguous PMD runs there (map_mem() builds it one PGD entry at a
-    # time: pmd_cont_bytes is 0 in the control boot), so a fixed base
-    # aligned to a block (0xa0000000) needs no split at all.  No crash:
-    # makedumpfile 1.7.2 cannot read the top-level blocks that the kernels
-    # without the series keep there too.
-    for _v in ("g16k36", "g64k42"):
-        _g = {n: geometry_apart(_v)[n] for n in ("control-" + _v, "plain-512M-" + _v)}
-        _g["fixed-256M-" + _v] = sc(_v, cmdline="crashkernel=256M@0xa0000000",
-                                    steps=["load-s", "unload", "load-c", "unload"],
-                                    shape="shape",
-                                    regions=[(256 * MIB, 0xa0000000, 0xb0000000)],
-                                    control="control-" + _v, log=APART)
-        SCENARIOS.update(_g)
-        FULL_ONLY |= set(_g)
-    # The LPA2 kernels on a CPU without FEAT_LPA2, which fold a level at
-    # run time: 4K/52 runs with four levels (P4D folded), 16K/52 with three
-    # (PUD folded: the entries split at a region's edges are then entries
-    # of swapper_pg_dir, written through set_swapper_pgd()).
-    for _v in ("g4k52", "g16k52"):
-        _n = "nolpa2-plain-512M-" + _v
-        SCENARIOS["nolpa2-control-" + _v] = sc(_v, shape="control", cpu="max,lpa2=off")
-        SCENARIOS[_n] = sc(_v, cmdline="crashkernel=512M", cpu="max,lpa2=off",
-                           steps=["load-c", "unload", "load-s", "crash"], shape="shape",
-                           regions=[(512 * MIB, 0, G4)], control="nolpa2-control-" + _v,
-                           log=APART)
-        FULL_ONLY |= {_n, "nolpa2-control-" + _v}
+# Two levels of page tables (16K/36: 32M blocks; 64K/42: 512M blocks):
+# the split entries are entries of swapper_pg_dir.  The linear map has
+# no contiguous PMD runs there (map_mem() builds it one PGD entry at a
+# time: pmd_cont_bytes is 0 in the control boot), so a fixed base
+# aligned to a block (0xa0000000) needs no split at all.  No crash where
+# the top-level blocks stay (6.12, 7.3): makedumpfile 1.7.2 cannot read
+# them, with or without the series.  The 6.1 backport page-maps all of
+# RAM there when crashkernel= is given, as 6.1 does (variants.pages_all_ram),
+# and its dumps are read.
+for _v in ("g16k36", "g64k42"):
+    _g = {n: geometry_apart(_v)[n] for n in ("control-" + _v, "plain-512M-" + _v)}
+    _g["fixed-256M-" + _v] = sc(_v, cmdline="crashkernel=256M@0xa0000000",
+                                steps=["load-s", "unload", "load-c", "unload"],
+                                shape="shape",
+                                regions=[(256 * MIB, 0xa0000000, 0xb0000000)],
+                                control="control-" + _v,
+                                log=None if variants.pages_all_ram(_v) else APART)
+    if variants.pages_all_ram(_v):
+        _g["plain-512M-" + _v]["log"] = None
+        _g["crash-plain-512M-" + _v] = sc(_v, cmdline="crashkernel=512M",
+                                          steps=["load-s", "crash"],
+                                          regions=[(512 * MIB, 0, G4)])
+    SCENARIOS.update(_g)
+    FULL_ONLY |= set(_g)
+# The LPA2 kernels on a CPU without FEAT_LPA2, which fold a level at run
+# time: 4K/52 runs with four levels (P4D folded), 16K/52 with three (PUD
+# folded: the entries split at a region's edges are then entries of
+# swapper_pg_dir, written through set_swapper_pgd()).
+for _v in ("g4k52", "g16k52"):
+    if _v not in variants.fragments():
+        continue
+    _n = "nolpa2-plain-512M-" + _v
+    SCENARIOS["nolpa2-control-" + _v] = sc(_v, shape="control", cpu="max,lpa2=off")
+    SCENARIOS[_n] = sc(_v, cmdline="crashkernel=512M", cpu="max,lpa2=off",
+                       steps=["load-c", "unload", "load-s", "crash"], shape="shape",
+                       regions=[(512 * MIB, 0, G4)], control="nolpa2-control-" + _v,
+                       log=APART)
+    FULL_ONLY |= {_n, "nolpa2-control-" + _v}
 
 
 def variants_used(full=False):
@@ -535,27 +325,26 @@ def needs_control(name):
 def selftest_expect(spec):
     """The outcome of each kselftest test in scenario SPEC.  The lab runs it
     with a capture kernel to load (KDUMP_KERNEL) and without KDUMP_SHRINK.
-    On 7.3 a kernel that protects nothing makes the protection tests and
-    the mapping test skip."""
+    A kernel that protects nothing (6.12 and 7.3 without the series) makes
+    the protection tests and the mapping test skip; the unpatched 6.1
+    protects the loaded segments only (not the whole regions: a failure)
+    and page-maps all of RAM (a failure of the page-mapping test, which
+    skips with two levels, where the 6.1 backport keeps that)."""
+    v = spec["variant"]
     has_region = bool(spec["regions"])
-    forced = spec["shape"] == "forced" or "kfence.sample_interval=0" in spec["cmdline"] \
-        or (variants.levels(spec["variant"]) == 2 and variants.LINE["design"] != "apart")
-    if variants.LINE["design"] == "apart":
-        prot = "ok" if has_region and variants.protects(spec["variant"]) else "skip"
-        exp = {ST_LOAD: prot, ST_UNLOAD: prot, ST_MAPPED: prot,
-               ST_MEMTYPE: "ok" if has_region else "skip",
-               ST_LIMIT: "skip" if forced or not has_region else "ok",
-               ST_SHRINK: "skip"}
-        exp.update(spec["selftest"])
-        return exp
-    exp = {
-        ST_MAPPED: "ok" if has_region else "skip",
-        ST_MEMTYPE: "ok" if has_region else "skip",
-        ST_LIMIT: "skip" if forced or not has_region else "ok",
-        ST_LOAD: "ok" if has_region else "skip",
-        ST_UNLOAD: "ok" if has_region else "skip",
-        ST_SHRINK: "skip",
-    }
+    forced = spec["shape"] == "forced" or "kfence.sample_interval=0" in spec["cmdline"]
+    prot = "ok" if has_region and variants.protects(v) else "skip"
+    load = prot
+    if prot == "ok" and variants.is_base(v):
+        load = "fail"
+    limit = "ok"
+    if forced or not has_region:
+        limit = "skip"
+    elif variants.pages_all_ram(v):
+        limit = "skip" if variants.levels(v) == 2 else "fail"
+    exp = {ST_LOAD: load, ST_UNLOAD: prot, ST_MAPPED: prot,
+           ST_MEMTYPE: "ok" if has_region else "skip",
+           ST_LIMIT: limit, ST_SHRINK: "skip"}
     exp.update(spec["selftest"])
     return exp
 
@@ -605,8 +394,6 @@ def _evaluate(c, name, spec, res, results, image_size):
                 "pud %s pmd %s" % (m.get("pud_bytes"), m.get("pmd_bytes")))
     elif shape == "shape" and variants.pages_all_ram(v):
         C.check_base_shape(c, res, lab.parse_size(spec["mem"]), total, page)
-    elif shape == "shape" and variants.levels(v) == 2 and variants.LINE["design"] != "apart":
-        C.check_twolevel_shape(c, res, lab.parse_size(spec["mem"]), total)
     elif shape in ("shape", "nothing"):
         ctl = results.get(control_of(name))
         if c.check("control_available", ctl is not None and ctl.outcome == lab.DONE,
@@ -620,10 +407,8 @@ def _evaluate(c, name, spec, res, results, image_size):
                             "got %r, control %r" % (m.get(key), cm.get(key)))
             elif variants.is_base(v):
                 C.check_blocks_as_control(c, res, ctl)
-            elif variants.LINE["design"] == "apart":
-                C.check_apart_shape(c, res, ctl, page)
             else:
-                C.check_shape(c, res, ctl, total, page)
+                C.check_apart_shape(c, res, ctl, page)
     elif shape == "forced" and not variants.LINE["alias_blocks"]:
         C.check_crash_page_mapped(c, m)
         c.check("everything_page_mapped", m.get("pud_bytes") == 0 and m.get("pmd_bytes") == 0,
@@ -638,7 +423,7 @@ def _evaluate(c, name, spec, res, results, image_size):
         if image_size is None:
             image_size = os.path.getsize(lab.kernel_image(spec["variant"]))
         C.check_loads(c, res, image_size, spec["invalid_elsewhere"], variants.protects(v),
-                      whole=variants.LINE["design"] == "apart")
+                      whole=not variants.is_base(v))
     if "selftest" in kinds:
         C.check_selftest(c, res, selftest_expect(spec))
     if "stray" in kinds:
@@ -649,15 +434,14 @@ def _evaluate(c, name, spec, res, results, image_size):
     elif "crash" in kinds:
         C.check_capture(c, res, vmcore.makedumpfile_refuses(v))
         blocks = None
-        two = variants.KERNEL == "6.1" and variants.levels(v) == 2
         if shape == "forced" and variants.LINE["alias_blocks"]:
             pass      # blocks over the kernel text alias (see check_pages_but_kernel_alias)
-        elif variants.pages_all_ram(v) or two or shape == "forced":
-            blocks = False    # page-mapped everywhere (6.1, two levels: see patch 5)
+        elif variants.pages_all_ram(v) or shape == "forced":
+            blocks = False    # page-mapped everywhere (variants.pages_all_ram)
         elif not spec["invalid_elsewhere"] and "rodata=full" not in spec["cmdline"]:
             blocks = True
         C.check_analysis(c, res, page, variants.split_slot_size(v),
                          spec["invalid_elsewhere"], blocks, variants.protects(v))
     if "shrink" in kinds:
         sizes = [int(st.split(":", 1)[1]) for st in steps if st.startswith("shrink:")]
-        C.check_shrink(c, res, sizes[0], apart=variants.LINE["design"] == "apart")
+        C.check_shrink(c, res, sizes[0])

@@ -13,7 +13,7 @@ ccache shares every object the series did not touch).
 The shell scripts read this through the command line:
     lab/variants.py list            every variant name, one per line
     lab/variants.py extra           the NAME variants (config/NAME.config)
-    lab/variants.py kernel          KSUFFIX=, KSRC_SUITE= and KPREFIX= of KERNEL
+    lab/variants.py kernel          KSUFFIX=, KSRC_SUITE=, KPREFIX= and KCRASH= of KERNEL
                                     (KERNELS)
     lab/variants.py shell VARIANT   src=, outdir=, image= and frags=(...)
                                     assignments for eval
@@ -40,36 +40,51 @@ BASE_FRAGMENT = os.path.join(CONFIG, "lab.config")
 #   protects    does the unpatched kernel invalidate a loaded capture
 #               kernel in the linear map?  (Removed upstream in 6.4.)
 #   pages_all   does the unpatched kernel page-map all of RAM when
-#               crashkernel= is given?  (6.1 with DMA zones.)
+#               crashkernel= is given?  (6.1 with DMA zones; its backport
+#               keeps that with two levels, see pages_all_ram.)
 #   rodata      the rodata= value that keeps the linear map in blocks:
 #               "on" until 6.12; in 7.3 "on" means full, and the old
 #               meaning is "noalias"
 #   rodata_pages  the rodata= value that page-maps the linear map:
 #               "full", or "on" in 7.3
-#   design      how the series makes the crash region protectable:
-#               "pages" (6.1: the region page-mapped, its loaded
-#               segments invalidated) or "apart" (7.3 and its 6.12
-#               backport: the region mapped with leaf entries of its own,
-#               blocks kept, the whole regions invalidated)
+#   data_alias_invalid  does the kernel unmap the linear alias of its own
+#               data and bss (mark_linear_data_alias_valid(), 7.x with
+#               rodata= on or noalias)?  Those points are invalid in a dump.
 #   alias_blocks  with rodata=full or debug_pagealloc, does the kernel
 #               still map the linear alias of its text with blocks?
 #   prefix      the subject prefix of the posted series
-#   crash       True if Debian 12's crash (8.0.2) opens this line's dumps;
-#               otherwise why not (the dump checks are then a note, not a
-#               pass)
+#   default_low the low region crashkernel=,high gets without ,low (bytes;
+#               0: none, as on 6.1)
+#   swap        does crash_shrink_memory() swap crashk_res and
+#               crashk_low_res when shrunk below the low size (v6.5 on)?
+#               Without it kexec_crash_size is crashk_res alone.
+#   bad_log     what the kernel logs for bad crashkernel= input (None:
+#               nothing): the generic reservation (kernel/crash_reserve.c,
+#               6.9 on) or 6.1's own reserve_crashkernel()
+#   crash       which crash opens this line's dumps (lab/vmcore.py
+#               CRASH_TOOLS): "debian", Debian 12's 8.0.2; "source", 9.0.2
+#               built from Debian's source with the upstream fixes for
+#               7.1 and later (8.0.2 stops on 7.3 dumps: "invalid
+#               structure member offset: kmem_cache_s_num")
+_GENERIC_BAD = {"garbage": "memory value expected", "too-large": None,
+                "unaligned-base": "memory is in use", "base-beyond-ram": "memory is in use"}
 KERNELS = {
-    "6.1": dict(suffix="", suite="host", protects=True, pages_all=True,
-                rodata="on", rodata_pages="full", design="pages", alias_blocks=False,
-                prefix="PATCH 6.1.y", crash=True),
-    "6.12": dict(suffix="-6.12", suite="host", protects=False, pages_all=False,
-                 rodata="on", rodata_pages="full", design="apart", alias_blocks=True,
-                 prefix="PATCH 6.12.y", crash=True),
-    "7.3": dict(suffix="-7.3", suite="trixie-backports", protects=False,
-                pages_all=False, rodata="noalias", rodata_pages="on", design="apart",
-                alias_blocks=False, prefix="PATCH",
-                crash="crash 8.0.2 cannot open 7.3 dumps (\"invalid structure member offset:"
-                " kmem_cache_s_num\"); sid's 9.0.2, tried with --no_modules, gets further but"
-                " exits 1 while gathering the task table"),
+    "6.1": dict(default_low=0, swap=False,
+                bad_log={"garbage": "memory value expected",
+                         "too-large": "cannot allocate crashkernel",
+                         "unaligned-base": "cannot allocate crashkernel",
+                         "base-beyond-ram": "cannot allocate crashkernel"},
+                suffix="", suite="host", protects=True, pages_all=True,
+                rodata="on", rodata_pages="full", alias_blocks=False,
+                data_alias_invalid=False, prefix="PATCH 6.1.y", crash="debian"),
+    "6.12": dict(default_low=128 << 20, swap=True, bad_log=_GENERIC_BAD,
+                 suffix="-6.12", suite="host", protects=False, pages_all=False,
+                 rodata="on", rodata_pages="full", alias_blocks=True,
+                 data_alias_invalid=False, prefix="PATCH 6.12.y", crash="debian"),
+    "7.3": dict(default_low=128 << 20, swap=True, bad_log=_GENERIC_BAD,
+                suffix="-7.3", suite="trixie-backports", protects=False,
+                pages_all=False, rodata="noalias", rodata_pages="on",
+                alias_blocks=False, data_alias_invalid=True, prefix="PATCH", crash="source"),
 }
 KERNEL = os.environ.get("KERNEL") or "6.1"
 if KERNEL not in KERNELS:
@@ -143,9 +158,10 @@ def protects(name):
 
 def pages_all_ram(name):
     """Does VARIANT map all of RAM with pages when crashkernel= is given?
-    Only the unpatched 6.1 (with DMA zones); later kernels keep their
-    blocks, the crash region's included."""
-    return is_base(name) and LINE["pages_all"]
+    The unpatched 6.1 (with DMA zones), and its backport with two levels
+    of page tables, which keeps that for makedumpfile 1.7.2; later
+    kernels keep their blocks, the crash region's included."""
+    return LINE["pages_all"] and (is_base(name) or levels(name) == 2)
 
 
 def config_value(name, symbol):
@@ -207,6 +223,7 @@ def main(argv):
         print("KSUFFIX=%s" % shlex.quote(SUFFIX))
         print("KSRC_SUITE=%s" % shlex.quote(LINE["suite"]))
         print("KPREFIX=%s" % shlex.quote(LINE["prefix"]))
+        print("KCRASH=%s" % shlex.quote(LINE["crash"]))
     elif argv[:1] == ["shell"] and len(argv) == 2:
         try:
             d = describe(argv[1])

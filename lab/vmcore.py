@@ -35,9 +35,23 @@ QEMU_USER = "qemu-aarch64-static"
 STEP = 2 << 20          # vtop sampling step through RAM
 U64 = (1 << 64) - 1
 PATTERN_MAGIC = 0x4c41425041545432   # lab/guest/pattern.c
-# Page sizes crash 8.0.2 can analyse: it stops on 16K ("16K pages not
-# supported."), so 16K variants get no crash analysis (and say so).
-CRASH_PAGE_SIZES = (4 << 10, 64 << 10)
+# The two crash builds a kernel line can use (variants.KERNELS "crash"):
+#   debian  Debian 12's arm64 crash 8.0.2, run under qemu-user
+#           (lab/crashroot.sh); it stops on 16K pages ("16K pages not
+#           supported."), so 16K variants get no analysis (and say so)
+#   source  Debian's crash 9.0.2 source with the upstream fixes for newer
+#           kernels, built for arm64 dumps on the host (lab/crashsrc.sh);
+#           --no_modules, as the lab's kernels have no modules and 7.3
+#           without CONFIG_MODULES has no "modules" list to resolve
+CRASH_TOOLS = {
+    "debian": dict(cmd=[QEMU_USER, "-L", CRASH_ROOT, os.path.join(CRASH_ROOT, "usr/bin/crash")],
+                   name="crash 8.0.2", setup="lab/crashroot.sh",
+                   page_sizes=(4 << 10, 64 << 10)),
+    "source": dict(cmd=[os.path.join(lab.BUILD, "crash-src", "crash"), "--no_modules"],
+                   name="crash 9.0.2 with fixes", setup="lab/crashsrc.sh",
+                   page_sizes=(4 << 10, 16 << 10, 64 << 10)),
+}
+CRASH = CRASH_TOOLS[variants.LINE["crash"]]
 
 
 @dataclass
@@ -71,8 +85,8 @@ def makedumpfile_refuses(variant):
 
 def supported(variant):
     """None when crash can analyse VARIANT's dumps, else why not."""
-    if variants.page_size(variant) not in CRASH_PAGE_SIZES:
-        return "crash 8.0.2 does not support %dK pages" % (variants.page_size(variant) >> 10)
+    if variants.page_size(variant) not in CRASH["page_sizes"]:
+        return "%s does not support %dK pages" % (CRASH["name"], variants.page_size(variant) >> 10)
     if makedumpfile_refuses(variant):
         return ("makedumpfile 1.7.2 writes no dump for %dK pages with 52-bit VA (LPA2)"
                 % (variants.page_size(variant) >> 10))
@@ -187,8 +201,7 @@ def pattern_pages(res, info):
 
 
 def crash_command(vmlinux_path, dump, cmdfile):
-    return [QEMU_USER, "-L", CRASH_ROOT, os.path.join(CRASH_ROOT, "usr/bin/crash"),
-            "-s", "--no_scroll", "-i", cmdfile, vmlinux_path, dump]
+    return CRASH["cmd"] + ["-s", "--no_scroll", "-i", cmdfile, vmlinux_path, dump]
 
 
 SEP = "===lab:%s==="
@@ -216,7 +229,8 @@ def run_crash(vmlinux_path, dump, commands, outdir, timeout=600):
     except subprocess.TimeoutExpired:
         return {}, None, time.time() - t, "crash did not finish in %ds; log: %s" % (timeout, log)
     except OSError as e:
-        return {}, None, 0.0, "cannot run %s: %s (run 'make deps' as root)" % (QEMU_USER, e.strerror)
+        return {}, None, 0.0, "cannot run %s: %s (run 'make deps' as root, then %s)" % (
+            CRASH["cmd"][0], e.strerror, CRASH["setup"])
     secs = time.time() - t
     with open(log, errors="replace") as f:
         text = f.read()
@@ -251,10 +265,6 @@ def analyse(res, variant, fulldump, timeout=600):
     if res.outcome != lab.DONE:
         cleanup(rundir)
         return None
-    if variants.LINE["crash"] is not True:
-        # Neither a pass nor a failure: check_analysis reports it as a note.
-        cleanup(rundir)
-        return {"kdump": Analysis(error="not analysed: %s" % variants.LINE["crash"])}
     try:
         return _analyse(res, variant, rundir, timeout, fulldump)
     except (OSError, ValueError, struct.error) as e:
@@ -293,8 +303,9 @@ def _analyse(res, variant, rundir, timeout, fulldump):
         if not os.path.exists(vml):
             a.error = "%s is missing (lab/build.sh %s)" % (vml, variant)
             continue
-        if not os.path.exists(os.path.join(CRASH_ROOT, "usr/bin/crash")):
-            a.error = "%s has no crash; run lab/crashroot.sh" % CRASH_ROOT
+        if not os.path.exists(CRASH["cmd"][0] if CRASH["cmd"][0] != QEMU_USER
+                              else CRASH["cmd"][-1]):
+            a.error = "%s has no crash; run %s" % (CRASH["name"], CRASH["setup"])
             continue
         try:
             a.vtop_points = vtop_points(res, info)

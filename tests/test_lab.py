@@ -192,7 +192,9 @@ class RecordedCrashRun(unittest.TestCase):
 
     def test_map_figures(self):
         m = self.r.map("boot")
-        self.assertEqual(m["crash_in_block"], 0)
+        # The region in blocks of its own, no edge inside a leaf.
+        self.assertEqual(m["crash_in_block"], 512 << 20)
+        self.assertEqual(m["crash_edges_in_leaf"], 0)
         self.assertEqual(m["crash_bytes"], 512 << 20)
         self.assertEqual(m["crash_region"], ["0xe0000000-0x100000000"])
         self.assertEqual(self.r.map("no-such-step"), {})
@@ -209,7 +211,7 @@ class RecordedCrashRun(unittest.TestCase):
     def test_protection_is_checked_in_a_crash_scenario(self):
         """Every load step gets the protection checks, crash scenarios too."""
         bad = doctored(self.r, setval("load-c", "map.invalid_crash", "0"))
-        self.assertEqual(self.evaluate(bad), ["segments_invalid_after_load-c"])
+        self.assertEqual(self.evaluate(bad), ["whole_regions_invalid_after_load-c"])
 
     def test_protection_outside_the_crash_regions(self):
         bad = doctored(self.r, setval("load-c", "map.invalid_outside", "4096"))
@@ -234,26 +236,26 @@ class RecordedCrashRun(unittest.TestCase):
     def test_crash_region_missing_from_the_linear_map(self):
         """crash_unmapped was computed and never checked: now it is."""
         bad = doctored(self.r, setval("boot", "map.crash_unmapped", str(2 << 20)))
-        self.assertEqual(failed(C.check_shape, bad, self.r, 512 << 20, 4096),
+        self.assertEqual(failed(C.check_apart_shape, bad, self.r, 4096),
                          ["crash_unmapped_is_zero"])
 
     def test_shape_against_a_worse_map(self):
-        self.assertEqual(failed(C.check_shape, self.r, self.r, 512 << 20, 4096), [])
+        self.assertEqual(failed(C.check_apart_shape, self.r, self.r, 4096), [])
         bad = doctored(self.r, setval("boot", "map.pte_outside_crash", "99999999"))
-        self.assertEqual(failed(C.check_shape, bad, self.r, 512 << 20, 4096),
-                         ["pte_outside_crash_equals_control"])
+        self.assertEqual(failed(C.check_apart_shape, bad, self.r, 4096),
+                         ["pte_outside_crash_within_block_hull"])
         bad = doctored(self.r, setval("boot", "map.pte_tables", "600"))
-        self.assertEqual(failed(C.check_shape, bad, self.r, 512 << 20, 4096),
-                         ["pte_tables_bounded"])
+        self.assertEqual(failed(C.check_apart_shape, bad, self.r, 4096),
+                         ["table_pages_bounded"])
 
     def test_memory_type_differs_from_around(self):
         """An early region mapped MEM/NORMAL inside a NORMAL-TAGGED linear
         map (the MTE finding) fails; so do neighbours that disagree."""
         bad = doctored(self.r, setval("boot", "map.crash_memtype_other", str(512 << 20)))
-        self.assertEqual(failed(C.check_shape, bad, self.r, 512 << 20, 4096),
+        self.assertEqual(failed(C.check_apart_shape, bad, self.r, 4096),
                          ["crash_memtype_as_around"])
         bad = doctored(self.r, setval("boot", "map.memtype_above", "MEM/NORMAL"))
-        self.assertEqual(failed(C.check_shape, bad, self.r, 512 << 20, 4096),
+        self.assertEqual(failed(C.check_apart_shape, bad, self.r, 4096),
                          ["memtype_same_on_both_sides"])
 
     def test_block_hull(self):
@@ -275,41 +277,26 @@ class RecordedCrashRun(unittest.TestCase):
             return doctored(self.r, fn)
         ctl = self.r.map("boot")["pte_outside_crash"]
         hull = at("0x60000000-0x70000000", ctl + (256 << 20))
-        self.assertEqual(failed(C.check_shape, hull, self.r, 256 << 20, 65536), [])
+        self.assertEqual(failed(C.check_apart_shape, hull, self.r, 65536), [])
         beyond = at("0x60000000-0x70000000", ctl + (256 << 20) + 65536)
-        self.assertEqual(failed(C.check_shape, beyond, self.r, 256 << 20, 65536),
+        self.assertEqual(failed(C.check_apart_shape, beyond, self.r, 65536),
                          ["pte_outside_crash_within_block_hull"])
-        self.assertEqual(failed(C.check_shape, hull, self.r, 256 << 20, 4096),
-                         ["pte_outside_crash_equals_control"])
-
-    def test_two_level_shape(self):
-        """Two levels with crashkernel=: no blocks at all, contiguous pages
-        nearly everywhere.  The recorded 4-level run (blocks) fails it."""
-        self.assertEqual(failed(C.check_twolevel_shape, self.r, 8 << 30, 512 << 20),
-                         ["levels_from_ptdump", "no_block_entries", "contiguous_entries_kept"])
-
-        def twolevel(x):
-            if x.step == "boot":
-                val = {"map.levels": "2", "map.pud_bytes": "0", "map.pmd_bytes": "0",
-                       "map.pte_cont_bytes": str((8 << 30) - (512 << 20) - (40 << 20))}
-                x.value = val.get(x.key, x.value)
-            return x
-        self.assertEqual(failed(C.check_twolevel_shape, doctored(self.r, twolevel),
-                                8 << 30, 512 << 20), [])
+        self.assertEqual(failed(C.check_apart_shape, hull, self.r, 4096),
+                         ["pte_outside_crash_within_block_hull"])
 
     def test_avoidable_spans_as_control(self):
         bad = doctored(self.r, setval("boot", "map.pte_spans_avoidable", "64"))
-        self.assertEqual(failed(C.check_shape, bad, self.r, 512 << 20, 4096),
+        self.assertEqual(failed(C.check_apart_shape, bad, self.r, 4096),
                          ["pte_spans_avoidable_as_control"])
 
     def test_missing_figures_fail(self):
         bad = doctored(self.r, lambda x: None if x.key.startswith("map.") else x)
-        self.assertEqual(failed(C.check_shape, bad, self.r, 512 << 20, 4096),
-                         ["crash_in_block_is_zero", "crash_unmapped_is_zero",
+        self.assertEqual(failed(C.check_apart_shape, bad, self.r, 4096),
+                         ["crash_edges_in_leaf_is_zero", "crash_unmapped_is_zero",
                           "crash_memtype_as_around", "memtype_same_on_both_sides",
-                          "pte_outside_crash_equals_control", "pte_spans_avoidable_as_control",
-                          "pte_tables_bounded"])
-        self.assertIn("segments_invalid_after_load-c", self.evaluate(bad))
+                          "pte_outside_crash_within_block_hull",
+                          "pte_spans_avoidable_as_control", "table_pages_bounded"])
+        self.assertIn("whole_regions_invalid_after_load-c", self.evaluate(bad))
 
     def test_pte_table_span_follows_the_page_size(self):
         self.assertEqual(C.pte_table_span(4096), 2 << 20)
@@ -319,13 +306,16 @@ class RecordedCrashRun(unittest.TestCase):
     def test_base_positive_fact(self):
         """On base the map must be all pages: the series' map fails that."""
         self.assertEqual(failed(C.check_base_shape, self.r, 8 << 30, 512 << 20, 4096),
-                         ["base_pages_outside_crash_cover_ram", "base_pte_tables_cover_ram"])
+                         ["base_pages_outside_crash_cover_ram", "base_pte_tables_cover_ram",
+                          "crash_in_block_is_zero"])
 
         def allpte(x):
             if x.step == "boot" and x.key == "map.pte_outside_crash":
                 x.value = str((8 << 30) - (512 << 20) - (30 << 20))
             if x.step == "boot" and x.key == "map.pte_tables":
                 x.value = "3900"
+            if x.step == "boot" and x.key == "map.crash_in_block":
+                x.value = "0"
             return x
         self.assertEqual(failed(C.check_base_shape, doctored(self.r, allpte),
                                 8 << 30, 512 << 20, 4096), [])
@@ -359,11 +349,11 @@ class RecordedCrashRun(unittest.TestCase):
 
 
 TAP_OK = ["TAP version 13", "1..6",
-          "ok 1 crash_regions_page_mapped",
-          "ok 2 crash_memory_type_as_around",
-          "ok 3 pte_outside_crash_within_limit",
-          "ok 4 protect_after_load",
-          "ok 5 unprotect_after_unload",
+          "ok 1 protect_after_load",
+          "ok 2 unprotect_after_unload",
+          "ok 3 crash_regions_mapped_apart",
+          "ok 4 crash_memory_type_as_around",
+          "ok 5 pte_outside_crash_within_limit",
           "ok 6 # SKIP shrink_returns_memory: set KDUMP_SHRINK=1 to run",
           "# Totals: pass:5 fail:0 xfail:0 xpass:0 skip:1 error:0"]
 
@@ -382,21 +372,21 @@ class Selftest(unittest.TestCase):
         self.assertEqual(failed(C.check_selftest, selftest_result(TAP_OK), self.expect), [])
 
     def test_unexpected_skip_fails(self):
-        tap = [t.replace("ok 3 pte", "ok 3 # SKIP pte") for t in TAP_OK]
+        tap = [t.replace("ok 5 pte", "ok 5 # SKIP pte") for t in TAP_OK]
         self.assertEqual(failed(C.check_selftest, selftest_result(tap), self.expect),
                          ["selftest_pte_outside_crash_within_limit_ok"])
 
     def test_crash_midway_fails(self):
         self.assertEqual(failed(C.check_selftest, selftest_result(TAP_OK[:5], "139"), self.expect),
                          ["selftest_plan_matches_results", "selftest_exit_status",
-                          "selftest_protect_after_load_ok",
-                          "selftest_shrink_returns_memory_skip",
-                          "selftest_unprotect_after_unload_ok"])
+                          "selftest_crash_memory_type_as_around_ok",
+                          "selftest_pte_outside_crash_within_limit_ok",
+                          "selftest_shrink_returns_memory_skip"])
 
     def test_failure_and_exit_status(self):
-        tap = [t.replace("ok 1 crash", "not ok 1 crash") for t in TAP_OK]
+        tap = [t.replace("ok 3 crash", "not ok 3 crash") for t in TAP_OK]
         self.assertEqual(failed(C.check_selftest, selftest_result(tap, "1"), self.expect),
-                         ["selftest_exit_status", "selftest_crash_regions_page_mapped_ok"])
+                         ["selftest_exit_status", "selftest_crash_regions_mapped_apart_ok"])
 
     def test_no_records_fail(self):
         r = lab.Result("t", lab.DONE, [lab.Record(0, "boot", "a", "b")], "", 0.0)
@@ -409,14 +399,15 @@ class Selftest(unittest.TestCase):
 
     def test_base_expects_what_it_lacks(self):
         """The unpatched kernel's kselftest must fail where it lacks what
-        the series brings: on 6.1 the blocks outside the crash region, on
-        6.12 the page-mapped region and the protection.  A base kernel
-        whose kselftest passed would not be biting."""
+        the series brings: on 6.1, which protects the loaded segments and
+        page-maps all of RAM, the protection of the whole regions and the
+        blocks outside them; 6.12 and 7.3 protect nothing, and the tests
+        skip.  A base kernel whose kselftest passed would not be biting."""
         exp = SC.selftest_expect(SC.SCENARIOS["base-plain-512M"])
-        if variants.KERNEL == "6.1":
-            want = [SC.ST_LIMIT]
+        if variants.LINE["protects"]:
+            want = [SC.ST_LOAD, SC.ST_LIMIT]
         else:
-            want = [SC.ST_MAPPED, SC.ST_LOAD]
+            want = []
         self.assertEqual(sorted(t for t, o in exp.items() if o == "fail"), sorted(want))
         self.assertEqual(failed(C.check_selftest, selftest_result(TAP_OK, "0"), exp),
                          ["selftest_exit_status"]
@@ -558,8 +549,8 @@ class CrashAnalysis(unittest.TestCase):
 
     def test_kmem_total_off_by_one_page(self):
         self.assertIn("crash_kmem_total_is_memtotal",
-                      self.failed_on(edit=lambda t: t.replace("TOTAL MEM   190422",
-                                                              "TOTAL MEM   190421")))
+                      self.failed_on(edit=lambda t: t.replace("TOTAL MEM   190550",
+                                                              "TOTAL MEM   190549")))
 
     def test_walk_to_another_page(self):
         # One PTE-mapped point walks 4 KiB off.
@@ -581,7 +572,7 @@ class CrashAnalysis(unittest.TestCase):
 
     def test_invalid_entry_naming_another_page(self):
         def edit(t):
-            return t.replace("=> e800006ee00706", "=> e800006ee20706")
+            return t.replace("=> 8e800006ee00704", "=> 8e800006f000704", 1)
         self.assertIn("crash_vtop_linear_map_consistent", self.failed_on(edit=edit))
 
     def test_invalid_outside_the_crash_region_and_none_inside(self):
@@ -661,7 +652,7 @@ class CrashAnalysis(unittest.TestCase):
     def test_pattern_word_wrong(self):
         # One word of the first pattern page differs, as read by address.
         def edit(t):
-            return re.sub(r"(?m)^(\s+40[0-9a-f]{6}:\s+)4c414250", r"\g<1>4c414251", t, count=1)
+            return re.sub(r"(?m)^(\s+4[0-9a-f]{7}:\s+)4c414250", r"\g<1>4c414251", t, count=1)
         self.assertIn("crash_rd_pattern_by_physical_address_elf", self.elf_failed_on(edit))
 
     def test_pattern_page_walks_elsewhere(self):
@@ -684,16 +675,21 @@ class CrashAnalysis(unittest.TestCase):
                          ["damaged_dump_fails_checks_kdump-truncated"])
 
     def test_no_rebuilt_slot_check_without_a_late_region(self):
-        # Base, or a region reserved early: the log names no late region.
+        # Base, rodata=full: the log names no region mapped apart, and the
+        # map is not expected to keep blocks: no slot checks.
         res = doctored(recorded(self.RES), lambda r: None if r.key == "klog" and
-                       "after paging_init" in r.value else r)
+                       "mapped apart" in r.value else r)
         res.analysis = {"kdump": self.analysis(res)}
         c = C.Checker("t", "series")
-        C.check_analysis(c, res, 4096, 1 << 30, False, True)
+        C.check_analysis(c, res, 4096, 1 << 30, False, None)
         names = [n for n, _, _ in c.results]
         self.assertNotIn("crash_vtop_rebuilt_slot_consistent", names)
         self.assertNotIn("pattern_pages_in_rebuilt_slot", names)
         self.assertEqual(c.failed(), [])
+        # The series keeping blocks without the line: a failure, not a
+        # check that quietly went away.
+        self.assertEqual(failed(C.check_analysis, res, 4096, 1 << 30, False, True),
+                         ["crash_vtop_split_slots_logged"])
 
     def test_linear_address_conversion(self):
         import vmcore
@@ -727,7 +723,8 @@ class CrashAnalysis(unittest.TestCase):
 class Unprotected(unittest.TestCase):
     """The checks that tell a kernel without the protection (6.12 itself)
     from one with it: each fails on the other kind's sample.  The sample
-    is the recorded series run (protected, region page-mapped)."""
+    is the recorded series run (protected, region mapped apart in blocks
+    of its own)."""
 
     def setUp(self):
         self.r = recorded("results-crash-plain-512M.txt")
@@ -748,9 +745,10 @@ class Unprotected(unittest.TestCase):
 
     def test_blocks_as_control(self):
         # A region page-mapped (crash_in_block 0) is not what 6.12 does.
-        self.assertEqual(failed(C.check_blocks_as_control, self.r, self.r),
+        pages = doctored(self.r, setval("boot", "map.crash_in_block", "0"))
+        self.assertEqual(failed(C.check_blocks_as_control, pages, self.r),
                          ["crash_region_in_blocks"])
-        blk = doctored(self.r, setval("boot", "map.crash_in_block", str(512 << 20)))
+        blk = self.r
         self.assertEqual(failed(C.check_blocks_as_control, blk, blk), [])
         more = doctored(blk, setval("boot", "map.pte_tables", "9999"))
         self.assertEqual(failed(C.check_blocks_as_control, more, blk),
@@ -844,15 +842,11 @@ class Unprotected(unittest.TestCase):
 
     def test_pages_but_the_kernel_alias(self):
         """rodata=full on 6.12: PMD blocks only within the block hull of
-        Kernel code (the sample's is 0x40200000-0x40620000 or the like)."""
-        def with_kernel(x):
-            if x.step == "boot" and x.key == "release":
-                return [x, lab.Record(0, "boot", "kernel", "0x40200000-0x40620000"),
-                        lab.Record(0, "boot", "kernel", "0x40700000-0x40810000"),
-                        lab.Record(0, "boot", "ram", "0x40000000-0x240000000")]
-            return x
-        base = doctored(self.r, with_kernel)
-        hull = 6 << 20      # 0x40200000-0x40620000 touches three 2 MiB blocks
+        Kernel code (the sample's boot records it as 0x40210000-0x405f0000,
+        which touches two 2 MiB blocks)."""
+        base = self.r
+        self.assertEqual(C.regions_of(base.all("boot", "kernel"))[0], (0x40210000, 0x405f0000))
+        hull = 4 << 20
         rest = (8 << 30) - (512 << 20) - hull
         ok = doctored(doctored(doctored(base, setval("boot", "map.pud_bytes", "0")),
                                setval("boot", "map.pmd_bytes", str(hull))),
