@@ -5,19 +5,17 @@ Every guest runs with -icount shift=0,sleep=off, so virtual time counts
 instructions and every figure is deterministic; /init reads cntvct_el0
 (62.5 MHz, 16 instructions a tick) when userspace starts.
 
-Figures, for base and series, without and with crashkernel=:
+Figures, for base and series, without and with crashkernel= (runs_line):
   - linear-map shape (ptdump, classified by lab/guest/linmap.c);
-  - ticks to /init against RAM (2G..16G) and against the crash size (8G);
-  - the same at 8G with rodata=full, where 6.1 page-maps everything anyway;
-  - ticks from sysrq-c to the end of makedumpfile (the kdump cycle);
-  - per page-table geometry (4K/39, 16K/47, 64K/48, each base and series
-    built with config/NAME.config): shape and ticks at 8G, without and
-    with crashkernel=, and with a fixed-base region (block hull).
-Writes bench/results/{table.md,results.json,results.csv,bench.svg,bench.png},
-which are committed: the README, the cover letter and the commit messages
-quote them.  table.md starts with the machine, QEMU, compiler and kernel
-versions and the command.  A failed run is recorded as such and the others
-go on.
+  - ticks to /init at 2G..16G with crashkernel=512M, and at 8G for every
+    form (1G,high with its default low region, a fixed base);
+  - the same at 8G with rodata=full, where the linear map is pages;
+  - ticks from sysrq-c to the end of makedumpfile (the kdump cycle) and
+    what of the crash regions is invalid after kexec -p.
+Writes bench/results/KERNEL/{table.md,results.json,results.csv}, which
+are committed: the README and the cover letters quote them.  table.md
+starts with the machine, QEMU, compiler and kernel versions and the
+command.  A failed run is recorded as such and the others go on.
 """
 
 import argparse
@@ -25,7 +23,6 @@ import csv
 import json
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import time
@@ -37,48 +34,21 @@ import checks as C  # noqa: E402
 import lab  # noqa: E402
 import variants  # noqa: E402
 
-# KERNEL=6.12 and 7.3 write to results/KERNEL/ and measure what their
-# series change (runs_line and table_line).
-OUT = os.path.join(HERE, "results", *([variants.KERNEL] if variants.KERNEL != "6.1" else []))
+OUT = os.path.join(HERE, "results", variants.KERNEL)
 RAMS = ["2G", "4G", "8G", "16G"]
 CRASH = "512M"
-SWEEP = ["128M", "256M", "512M", "1G", "2G"]
 MIB = 1 << 20
 PAGE = variants.page_size("series")   # one PTE table is one page
-GEOMETRIES = [("g4k39", "4K pages, 39-bit VA (3 levels, folded PUD)"),
-              ("g16k47", "16K pages, 47-bit VA (3 levels, folded PUD)"),
-              ("g64k48", "64K pages, 48-bit VA (3 levels, folded PUD)")]
 FIXED = "256M@0x60000000"
-
-
-def runs():
-    """(key, variant, mem, crashkernel or None, steps)"""
-    out = []
-    for v in ("base", "series"):
-        for mem in RAMS:
-            out.append(("boot", v, mem, None, []))
-            out.append(("boot", v, mem, CRASH, []))
-        for size in SWEEP:
-            if size != CRASH:
-                out.append(("sweep", v, "8G", size, []))
-        out.append(("kdump", v, "8G", CRASH, ["load-c", "crash"]))
-        out.append(("rodatafull", v, "8G", None, []))
-        out.append(("rodatafull", v, "8G", CRASH, []))
-    for g, _ in GEOMETRIES:
-        for v in ("base-" + g, g):
-            for ck in (None, CRASH, FIXED):
-                out.append(("geom", v, "8G", ck, []))
-    out.append(("geom", "series", "8G", FIXED, []))
-    out.append(("geom", "base", "8G", FIXED, []))
-    return out
 
 
 HIGH = "1G,high"
 
 
 def runs_line():
-    """6.12 and 7.3: base without and with crashkernel= (blocks,
-    unprotected) against the series (blocks elsewhere, protected), for
+    """Base without and with crashkernel= (6.12 and 7.3: blocks,
+    unprotected; 6.1: all of RAM in pages, the segments protected)
+    against the series (blocks elsewhere, the regions protected), for
     every form: late (plain), early (,high with its default low region,
     fixed base), with the line's block-keeping rodata= (KERNELS).  Beside
     them the alternative a maintainer names first: rodata=full, where the
@@ -108,11 +78,13 @@ def table_line(rows, wall=None):
     L.append("- series size: %s" % series_size())
     L.append("")
     L.append("### Boot cost to /init (ticks of cntvct_el0, -icount shift=0)\n")
-    L.append("rodata=%s.  Unpatched %s keeps its blocks with crashkernel= and protects "
-             "nothing; the series protects the loaded capture kernel.  Cost: against the "
-             "same kernel without crashkernel=.  Both kernels boot the same initramfs (the "
-             "series'), so the last column compares the kernels alone.\n"
-             % (variants.LINE["rodata"], variants.KERNEL))
+    base = ("page-maps all of RAM with crashkernel= and protects the loaded segments"
+            if variants.LINE["pages_all"] else
+            "keeps its blocks with crashkernel= and protects nothing")
+    L.append("rodata=%s.  Unpatched %s %s; the series protects the loaded capture "
+             "kernel.  Cost: against the same kernel without crashkernel=.  Both kernels "
+             "boot the same initramfs (the series'), so the last column compares the "
+             "kernels alone.\n" % (variants.LINE["rodata"], variants.KERNEL, base))
     L.append("| RAM | crashkernel | base, none | base | base cost | series, none | series "
              "| series cost | series against base |")
     L.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
@@ -216,7 +188,7 @@ def one(job, timeout):
     full = kind in ("rodatafull", "kdumpfull")
     cmdline = "rodata=" + ("full" if full else variants.LINE["rodata"]) + \
         (" crashkernel=" + ck if ck else "")
-    if variants.KERNEL != "6.1" and not steps:
+    if not steps:
         # A boot without steps is the same for any initramfs but for the
         # time to unpack it, which the ticks to /init include: base and
         # series first initramfs images differ by the capture Image they
@@ -287,8 +259,7 @@ def versions():
         except OSError:
             rel[v] = "unknown"
     return [
-        ("command", "make bench%s (bench/bench.py)"
-         % ("" if variants.KERNEL == "6.1" else " KERNEL=" + variants.KERNEL)),
+        ("command", "make bench KERNEL=%s (bench/bench.py)" % variants.KERNEL),
         ("date", time.strftime("%Y-%m-%d", time.gmtime())),
         ("host", "%s, %d CPUs, %d GiB RAM, %s" % (
             cpu, os.cpu_count(), os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") >> 30,
@@ -306,150 +277,13 @@ def versions():
     ]
 
 
-def table(rows, wall=None):
-    L = ["## make bench results\n"]
-    for k, v in versions():
-        L.append("- %s: %s" % (k, v))
-    if wall is not None:
-        L.append("- wall time: %d s for %d guests, kernels already built" % (wall, len(rows)))
-    L.append("")
-    L.append("### Boot cost to /init (ticks of cntvct_el0, -icount shift=0; crashkernel=%s)\n" % CRASH)
-    L.append("| RAM | base, none | base, crashkernel | base cost | series, none | series, crashkernel | series cost |")
-    L.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for mem in RAMS:
-        b0 = find(rows, kind="boot", variant="base", mem=mem, crashkernel="")
-        b1 = find(rows, kind="boot", variant="base", mem=mem, crashkernel=CRASH)
-        s0 = find(rows, kind="boot", variant="series", mem=mem, crashkernel="")
-        s1 = find(rows, kind="boot", variant="series", mem=mem, crashkernel=CRASH)
-        t = [x["ticks"] if x else None for x in (b0, b1, s0, s1)]
-        f = ["%d" % x if x is not None else "failed" for x in t]
-        L.append("| %s | %s | %s | %s | %s | %s | %s |" % (
-            mem, f[0], f[1], pct(t[1], t[0]), f[2], f[3], pct(t[3], t[2])))
-    L.append("\n### Linear map (ptdump), crashkernel=%s\n" % CRASH)
-    L.append("| RAM | kernel | PUD blocks MiB | PMD blocks MiB (cont) | pages MiB | pages outside crash MiB "
-             "| PTE tables (MiB) | translation entries |")
-    L.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for mem in RAMS:
-        for v in ("base", "series"):
-            for ck in ("", CRASH):
-                x = find(rows, kind="boot", variant=v, mem=mem, crashkernel=ck)
-                if not x:
-                    continue
-                L.append("| %s | %s%s | %d | %d (%d) | %d | %.1f | %d (%.1f) | %d |" % (
-                    mem, v, ", crashkernel" if ck else ", none", x["pud_bytes"] // MIB,
-                    x["pmd_bytes"] // MIB, x["pmd_cont_bytes"] // MIB, x["pte_bytes"] // MIB,
-                    x["pte_outside_crash"] / MIB, x["pte_tables"], x["pte_tables"] * PAGE / MIB,
-                    x["tlb_entries"]))
-    L.append("\n### Crash size sweep at 8G (ticks to /init)\n")
-    L.append("| crashkernel | base | base cost | series | series cost | series PTE tables |")
-    L.append("| --- | ---: | ---: | ---: | ---: | ---: |")
-    b0 = find(rows, kind="boot", variant="base", mem="8G", crashkernel="")
-    s0 = find(rows, kind="boot", variant="series", mem="8G", crashkernel="")
-    for size in SWEEP:
-        kind = "boot" if size == CRASH else "sweep"
-        b = find(rows, kind=kind, variant="base", mem="8G", crashkernel=size)
-        s = find(rows, kind=kind, variant="series", mem="8G", crashkernel=size)
-        L.append("| %s | %s | %s | %s | %s | %s |" % (
-            size, b["ticks"] if b else "failed", pct(b and b["ticks"], b0 and b0["ticks"]),
-            s["ticks"] if s else "failed", pct(s and s["ticks"], s0 and s0["ticks"]),
-            s["pte_tables"] if s else "n/a"))
-    L.append("\n### rodata=full at 8G: 6.1 page-maps the whole linear map whatever crashkernel= says\n")
-    L.append("| kernel | crashkernel | ticks to /init | cost | pages MiB | PTE tables |")
-    L.append("| --- | --- | ---: | ---: | ---: | ---: |")
-    for v in ("base", "series"):
-        r0 = find(rows, kind="rodatafull", variant=v, crashkernel="")
-        for ck in ("", CRASH):
-            x = find(rows, kind="rodatafull", variant=v, crashkernel=ck)
-            L.append("| %s | %s | %s | %s | %s | %s |" % (
-                v, ck or "none", x["ticks"] if x else "failed",
-                pct(x and x["ticks"], r0 and r0["ticks"]) if ck else "",
-                x["pte_bytes"] // MIB if x else "n/a", x["pte_tables"] if x else "n/a"))
-    L.append("\n### kdump cycle at 8G, crashkernel=%s (ticks from sysrq-c to the end of makedumpfile)\n" % CRASH)
-    L.append("| kernel | ticks |")
-    L.append("| --- | ---: |")
-    for v in ("base", "series"):
-        x = find(rows, kind="kdump", variant=v)
-        L.append("| %s | %s |" % (v, x["kdump_ticks"] if x else "failed"))
-    L.append("\n### Per geometry at 8G (ptdump and ticks to /init)\n")
-    L.append("Each kernel against its own boot without crashkernel=; \"pages outside\" is page "
-             "entries outside the main crash region; one PTE table maps 2 MiB (4K pages), "
-             "32 MiB (16K) or 512 MiB (64K).\n")
-    L.append("| geometry | kernel | crashkernel | ticks to /init | cost | pages outside crash MiB "
-             "| PTE tables (MiB) | translation entries |")
-    L.append("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
-    geoms = [("series", "4K pages, 48-bit VA (4 levels, the lab's)")] + GEOMETRIES
-    for g, desc in geoms:
-        for v, label in (("base" if g == "series" else "base-" + g, "base"),
-                         (g, "series")):
-            kind0 = "boot" if g == "series" else "geom"
-            x0 = find(rows, kind=kind0, variant=v, mem="8G", crashkernel="")
-            for ck in ("", CRASH, FIXED):
-                kind = kind0 if ck != FIXED else "geom"
-                x = find(rows, kind=kind, variant=v, mem="8G", crashkernel=ck)
-                page = variants.page_size(v)
-                L.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
-                    desc, label, ck or "none", x["ticks"] if x else "failed",
-                    pct(x and x["ticks"], x0 and x0["ticks"]) if ck else "",
-                    "%.1f" % (x["pte_outside_crash"] / MIB) if x else "n/a",
-                    "%d (%.1f)" % (x["pte_tables"], x["pte_tables"] * page / MIB) if x else "n/a",
-                    x["tlb_entries"] if x else "n/a"))
-    bad = [r for r in rows if "error" in r]
-    if bad:
-        L.append("\nFailed runs: " + "; ".join("%s %s %s %s: %s" % (
-            r["kind"], r["variant"], r["mem"], r["crashkernel"], r["error"]) for r in bad))
-    return "\n".join(L) + "\n"
-
-
-def plot(rows):
-    if not shutil.which("gnuplot"):
-        lab.progress("gnuplot missing: no plot (apt-get install gnuplot-nox)")
-        return None
-    dat = os.path.join(OUT, "plot.dat")
-    with open(dat, "w") as f:
-        f.write("# GiB base_cost_pct series_cost_pct base_pte_mib series_pte_mib\n")
-        for mem in RAMS:
-            g = [find(rows, kind="boot", variant=v, mem=mem, crashkernel=c)
-                 for v in ("base", "series") for c in ("", CRASH)]
-            if not all(g):
-                continue
-            f.write("%s %.3f %.3f %.3f %.3f\n" % (
-                mem[:-1], 100.0 * (g[1]["ticks"] - g[0]["ticks"]) / g[0]["ticks"],
-                100.0 * (g[3]["ticks"] - g[2]["ticks"]) / g[2]["ticks"],
-                g[1]["pte_tables"] * PAGE / MIB, g[3]["pte_tables"] * PAGE / MIB))
-    panels = PANELS.replace("@DAT@", dat).replace("@CRASH@", CRASH)
-    svg = os.path.join(OUT, "bench.svg")
-    script = ""
-    for term, out in (("svg size 900,400 dynamic", svg),
-                      ("pngcairo size 900,400", svg[:-3] + "png")):
-        script += """set terminal %s
-set output '%s'
-""" % (term, out) + panels
-    p = subprocess.run(["gnuplot"], input=script, text=True, capture_output=True)
-    if p.returncode:
-        lab.progress("gnuplot failed: %s" % p.stderr.strip())
-        return None
-    return svg
-
-
-PANELS = """set multiplot layout 1,2
-set key top left
-set xlabel 'RAM (GiB)'
-set ylabel 'cost of crashkernel=@CRASH@ (%)'
-set grid
-plot '@DAT@' u 1:2 w lp t 'base 6.1.192', '' u 1:3 w lp t 'series'
-set ylabel 'linear-map PTE tables (MiB)'
-plot '@DAT@' u 1:4 w lp t 'base 6.1.192', '' u 1:5 w lp t 'series'
-unset multiplot
-"""
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--jobs", type=int, default=int(os.environ.get("LAB_JOBS", "2")))
     ap.add_argument("--timeout", type=int, default=600)
     a = ap.parse_args()
     os.makedirs(OUT, exist_ok=True)
-    jobs = runs() if variants.KERNEL == "6.1" else runs_line()
+    jobs = runs_line()
     t0 = time.time()
     lab.progress("bench: %d guests, %d at a time, -icount shift=0,sleep=off" % (len(jobs), a.jobs))
     with ThreadPoolExecutor(max_workers=a.jobs) as ex:
@@ -461,13 +295,11 @@ def main():
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
         w.writerows(rows)
-    md = (table if variants.KERNEL == "6.1" else table_line)(rows, time.time() - t0)
+    md = table_line(rows, time.time() - t0)
     with open(os.path.join(OUT, "table.md"), "w") as f:
         f.write(md)
     print(md)
-    svg = plot(rows) if variants.KERNEL == "6.1" else None
-    lab.progress("wrote %s/table.md, results.json, results.csv%s"
-                 % (os.path.relpath(OUT, lab.TOP), ", bench.svg" if svg else ""))
+    lab.progress("wrote %s/table.md, results.json, results.csv" % os.path.relpath(OUT, lab.TOP))
     return 1 if any("error" in r for r in rows) else 0
 
 

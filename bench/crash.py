@@ -9,7 +9,7 @@ opens them with crash on the host (lab/vmcore.py), and records:
   - crash's time to open the dump and run sys, log, bt, kmem -i and one
     vtop per 2 MiB of RAM (wall clock, crash under qemu-aarch64-static);
   - whether every check_analysis check held.
-Writes bench/results/crash.md (committed).  Figures only: make test checks.
+Writes bench/results/KERNEL/crash.md (committed).  Figures only: make test checks.
 """
 
 import os
@@ -27,8 +27,7 @@ from bench import versions  # noqa: E402
 
 import variants  # noqa: E402
 
-OUT = os.path.join(HERE, "results", *([variants.KERNEL] if variants.KERNEL != "6.1" else []),
-                   "crash.md")
+OUT = os.path.join(HERE, "results", variants.KERNEL, "crash.md")
 ALL_PAIRS = [("low only, crashkernel=512M", "base-crash-plain-512M", "crash-plain-512M"),
          ("1G,high + 128M,low", "base-crash-high-low", "crash-high-low"),
          ("fixed base 256M@0x60000000", "base-crash-fixed", "crash-fixed"),

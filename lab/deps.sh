@@ -17,7 +17,7 @@ fi
 HOST_PKGS=(gcc gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-system-arm
 	qemu-efi-aarch64 bc bison flex libssl-dev libelf-dev
 	cpio ccache make git xz-utils python3 perl dpkg-dev binutils-aarch64-linux-gnu
-	gnuplot-nox kmod rsync device-tree-compiler qemu-user-static)
+	kmod rsync device-tree-compiler qemu-user-static)
 # crash from source (lab/crashsrc.sh, the lines with crash="source"): its
 # embedded gdb needs GMP and MPFR; LZO reads makedumpfile -l dumps.
 [ "$KCRASH" != source ] || HOST_PKGS+=(g++ patch texinfo libgmp-dev libmpfr-dev liblzo2-dev

@@ -779,6 +779,15 @@ class Pattern(unittest.TestCase):
         res = doctored(recorded(FULL), setval("pattern", "rc", "1"))
         self.assertEqual(analysed(res), ["pattern_written"])
 
+    def test_kernel_data_alias_left_valid(self):
+        """A kernel that unmaps the linear alias of its data and bss (7.3:
+        variants.KERNELS data_alias_invalid) shows invalid points there;
+        the recorded 6.1 dumps, where it is mapped, fail that check."""
+        with mock.patch.dict(variants.LINE, data_alias_invalid=True):
+            self.assertEqual(sorted(analysed()),
+                             ["crash_vtop_kernel_data_alias_invalid",
+                              "crash_vtop_kernel_data_alias_invalid_elf"])
+
     def test_region_not_logged_as_mapped_apart(self):
         """The series kept its blocks, but the log names no region mapped
         apart: the slot checks of both dumps cannot run, and that fails."""
