@@ -404,11 +404,24 @@ def parse_tap(lines):
     return plan, out
 
 
-def check_selftest(c, res, expect):
+def skip_reasons(lines):
+    """{name: reason} of the skipped tests of a kselftest's TAP ("ok N #
+    SKIP name: reason")."""
+    out = {}
+    for line in lines:
+        m = re.match(r"^ok \d+ # SKIP ([\w.-]+):? ?(.*)$", line.strip())
+        if m:
+            out[m.group(1)] = m.group(2)
+    return out
+
+
+def check_selftest(c, res, expect, reasons=None):
     """Every run of the kselftest: its plan matches its results, each test
     has exactly the outcome EXPECT ({name: 'ok'|'fail'|'skip'}) gives it,
     no other test appears, and the exit status agrees (0 unless a test is
-    expected to fail)."""
+    expected to fail).  REASONS ({name: text}): a test expected to skip
+    must skip for that reason (its TAP line has TEXT), not for another,
+    such as a step of the lab that went wrong."""
     runs = res.steps("selftest")
     if not c.check("selftest_ran", runs, "no selftest records; console: %s" % res.console):
         return
@@ -424,6 +437,12 @@ def check_selftest(c, res, expect):
             c.eq("selftest%s_%s_%s" % (sfx, name, want), have.get(name, "missing"), want)
         extra = sorted(set(have) - set(expect))
         c.check("selftest%s_no_unexpected_tests" % sfx, not extra, "unexpected: %s" % extra)
+        why = skip_reasons(st.get("tap", []))
+        for name, text in sorted((reasons or {}).items()):
+            if expect.get(name) == "skip" and have.get(name) == "skip":
+                c.check("selftest%s_%s_skips_for_its_reason" % (sfx, name),
+                        text in why.get(name, ""),
+                        "skipped with %r, expected %r" % (why.get(name), text))
 
 
 def check_capture(c, res, refuses=None):

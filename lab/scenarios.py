@@ -349,6 +349,27 @@ def selftest_expect(spec):
     return exp
 
 
+def selftest_skip_reasons(spec):
+    """{test: what its skip line must say} for the tests selftest_expect
+    expects to skip in scenario SPEC (the kselftest's own messages)."""
+    v = spec["variant"]
+    out = {ST_SHRINK: "set KDUMP_SHRINK=1 to run"}
+    if not spec["regions"]:
+        for t in (ST_LOAD, ST_UNLOAD, ST_MAPPED, ST_MEMTYPE, ST_LIMIT):
+            out[t] = "no Crash kernel in /proc/iomem"
+        return out
+    if not variants.protects(v):
+        for t in (ST_LOAD, ST_UNLOAD, ST_MAPPED):
+            out[t] = "leaves a loaded crash kernel valid in the linear map"
+    if variants.pages_all_ram(v) and variants.levels(v) == 2:
+        out[ST_LIMIT] = "two levels"
+    elif "debug_pagealloc=on" in spec["cmdline"]:
+        out[ST_LIMIT] = "debug_pagealloc maps everything with pages"
+    else:
+        out[ST_LIMIT] = "maps everything with pages"
+    return out
+
+
 def check_regions(c, regs, want):
     got = sorted(regs)
     ok = len(got) == len(want)
@@ -425,7 +446,7 @@ def _evaluate(c, name, spec, res, results, image_size):
         C.check_loads(c, res, image_size, spec["invalid_elsewhere"], variants.protects(v),
                       whole=not variants.is_base(v))
     if "selftest" in kinds:
-        C.check_selftest(c, res, selftest_expect(spec))
+        C.check_selftest(c, res, selftest_expect(spec), selftest_skip_reasons(spec))
     if "stray" in kinds:
         C.check_stray(c, res, variants.protects(v),
                       results.get(control_of(name)) if spec["lost"] else None)

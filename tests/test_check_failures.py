@@ -562,6 +562,13 @@ class SecondSelftest(unittest.TestCase):
                           "selftest_2_pte_outside_crash_within_limit_ok",
                           "selftest_2_shrink_returns_memory_skip"])
 
+    def test_second_run_skips_for_another_reason(self):
+        tap = [t.replace("set KDUMP_SHRINK=1 to run", "a crash kernel is loaded")
+               for t in TAP_OK]
+        self.assertEqual(failed(C.check_selftest, two_selftests(tap), EXPECT,
+                                {"shrink_returns_memory": "set KDUMP_SHRINK=1 to run"}),
+                         ["selftest_2_shrink_returns_memory_skips_for_its_reason"])
+
     def test_second_run_has_a_new_test(self):
         tap = TAP_OK[:1] + ["1..7"] + TAP_OK[2:8] + ["ok 7 something_new"]
         self.assertEqual(failed(C.check_selftest, two_selftests(tap), EXPECT),

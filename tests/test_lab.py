@@ -413,6 +413,30 @@ class Selftest(unittest.TestCase):
                          ["selftest_exit_status"]
                          + ["selftest_%s_fail" % t for t in sorted(want, key=list(exp).index)])
 
+    def test_skip_for_another_reason_fails(self):
+        """A test expected to skip must skip for its reason: the shrink test
+        skipping because the capture kernel could not be read (a lab step
+        gone wrong) is not the skip the scenario expects."""
+        spec = SC.SCENARIOS["plain-512M"]
+        why = SC.selftest_skip_reasons(spec)
+        self.assertEqual(failed(C.check_selftest, selftest_result(TAP_OK), self.expect, why), [])
+        tap = [t.replace("set KDUMP_SHRINK=1 to run", "cannot read KDUMP_KERNEL /lab/Image")
+               for t in TAP_OK]
+        self.assertEqual(failed(C.check_selftest, selftest_result(tap), self.expect, why),
+                         ["selftest_shrink_returns_memory_skips_for_its_reason"])
+        # The control boot: every test skips for want of a crash region.
+        ctl = SC.SCENARIOS["control"]
+        nothing = ["TAP version 13", "1..6"] + [
+            "ok %d # SKIP %s: no Crash kernel in /proc/iomem" % (i, t) for i, t in enumerate(
+                (SC.ST_LOAD, SC.ST_UNLOAD, SC.ST_MAPPED, SC.ST_MEMTYPE, SC.ST_LIMIT), 1)] + [
+            "ok 6 # SKIP shrink_returns_memory: set KDUMP_SHRINK=1 to run"]
+        exp, why = SC.selftest_expect(ctl), SC.selftest_skip_reasons(ctl)
+        self.assertEqual(failed(C.check_selftest, selftest_result(nothing), exp, why), [])
+        other = [t.replace("2 # SKIP unprotect_after_unload: no Crash kernel in /proc/iomem",
+                           "2 # SKIP unprotect_after_unload: nothing loaded") for t in nothing]
+        self.assertEqual(failed(C.check_selftest, selftest_result(other), exp, why),
+                         ["selftest_unprotect_after_unload_skips_for_its_reason"])
+
     def test_forced_scenarios_expect_the_limit_skip(self):
         for name in ("rodata-full", "debug-pagealloc"):
             self.assertEqual(SC.selftest_expect(SC.SCENARIOS[name])[SC.ST_LIMIT], "skip")
