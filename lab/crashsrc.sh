@@ -7,13 +7,11 @@
 # embeds), fetched with a private apt configuration like the kernel
 # sources (the host's apt sources stay as they are); the suite and version
 # are in lab/crash-source-version.  dpkg-source checks it against the
-# suite's signed index and applies Debian's patches; then the upstream
-# crash-utility fixes for kernels newer than that release, in
-# lab/crash-patches/ (each names its upstream commit), and `make
-# target=ARM64 lzo` (the lab's dumps are makedumpfile -l: LZO).
-# Rebuilt only when the version, a patch or this script changed; ends by
-# checking that the binary runs.  A cold build (mostly gdb) takes about
-# ten minutes on two cores.
+# suite's signed index and applies Debian's patches; then `make
+# target=ARM64 lzo` (the lab's dumps are makedumpfile -l: LZO), with
+# ccache when there is one.  Rebuilt only when the version or this script
+# changed; ends by checking that the binary runs.  A cold build, mostly
+# gdb, is long: it is done once and kept in build/crash-src.
 . "$(dirname "$0")/lib.sh"
 need_cmd apt-get dpkg-source make gcc g++ bison flex
 for h in gmp.h mpfr.h lzo/lzo1x.h ncurses.h zlib.h; do
@@ -25,12 +23,9 @@ read -r suite version <"$TOP/lab/crash-source-version" ||
 	die "lab/crash-source-version must hold 'SUITE VERSION'"
 dir=$BUILD/crash-src
 bin=$dir/crash
-shopt -s nullglob
-patches=("$TOP"/lab/crash-patches/*.patch)
-shopt -u nullglob
 manifest=$({
 	echo "crash $suite $version"
-	sha256sum "$0" "${patches[@]}" | sed "s| $TOP/| |"
+	sha256sum "$0" | sed "s| $TOP/| |"
 })
 if [ -x "$bin" ] && [ "$(cat "$dir/.inputs" 2>/dev/null)" = "$manifest" ]; then
 	exit 0
@@ -50,18 +45,17 @@ dsc=("$dir"/dl/crash_*.dsc)
 [ -f "${dsc[0]}" ] ||
 	die "apt-get source left no crash .dsc (is crash $version still in $suite? update lab/crash-source-version); log: $LOGS/crashsrc-download.log"
 run_logged "$LOGS/crashsrc-unpack.log" dpkg-source -x "${dsc[0]}" "$dir/src"
-for p in "${patches[@]}"; do
-	run_logged "$LOGS/crashsrc-patch.log" patch -d "$dir/src" -p1 -i "$p"
-done
 progress "crash: building for arm64 dumps on this host (log: $LOGS/crashsrc-build.log)"
 # ccache, when there is one, for the embedded gdb: most of the build.
 cc=gcc cxx=g++
 if command -v ccache >/dev/null; then cc="ccache gcc" cxx="ccache g++"; fi
-run_logged "$LOGS/crashsrc-build.log" env CC="$cc" CXX="$cxx" \
+# The objects' cache keys leave the build directory out, as for the
+# kernels, so that another checkout's build can use them.
+run_logged "$LOGS/crashsrc-build.log" env CC="$cc" CXX="$cxx" CCACHE_NOHASHDIR=1 \
 	make -C "$dir/src" target=ARM64 lzo -j"$(nproc)"
 cp "$dir/src/crash" "$bin"
 rm -rf "$dir/src" "$dir/dl" "$dir/apt"
 ver=$("$bin" --version 2>"$LOGS/crashsrc-run.log" | sed -n 's/^crash \([0-9][^ ]*\).*/\1/p' | head -n 1) || true
 [ -n "$ver" ] || die "the built crash does not run; log: $LOGS/crashsrc-run.log"
 printf '%s\n' "$manifest" >"$dir/.inputs"
-progress "crash: $ver (Debian $version, ${#patches[@]} patches of lab/crash-patches) in ${bin#"$TOP"/}"
+progress "crash: $ver (Debian $version) in ${bin#"$TOP"/}"
