@@ -699,7 +699,7 @@ class ElfDump(unittest.TestCase):
         outside = oops % vmcore.linear_va(0x40200000, vmcore.vmcoreinfo(res))
         self.assertEqual(analysed(res, kdump=lambda t: t.replace("sysrq triggered crash", good),
                                   elf=lambda t: t.replace("sysrq triggered crash", outside)),
-                         ["crash_sys_panic_names_stray_write_elf"])
+                         ["crash_log_shows_stray_write_oops_elf"])
 
     def test_marker_not_in_log(self):
         """The ELF dump's log buffer ends before the marker line."""
