@@ -32,15 +32,11 @@ if [ -x "$bin" ] && [ "$(cat "$dir/.inputs" 2>/dev/null)" = "$manifest" ]; then
 fi
 
 rm -rf "$dir"
-mkdir -p "$dir/apt/lists/partial" "$dir/apt/cache/archives/partial" "$dir/dl"
-echo "deb-src http://deb.debian.org/debian $suite main" >"$dir/apt/sources.list"
-conf=(-o Dir::Etc::SourceList="$dir/apt/sources.list" -o Dir::Etc::SourceParts=/dev/null
-	-o Dir::State::Lists="$dir/apt/lists" -o Dir::Cache="$dir/apt/cache"
-	-o APT::Sandbox::User=root)
+mkdir -p "$dir/dl"
 progress "crash: fetching Debian's crash source $version from $suite (private apt lists in ${dir#"$TOP"/}/apt)"
-run_logged "$LOGS/crashsrc-apt.log" apt-get "${conf[@]}" update
+private_apt "$dir/apt" "deb-src http://deb.debian.org/debian $suite main" "$LOGS/crashsrc-apt.log"
 run_logged "$LOGS/crashsrc-download.log" bash -c 'cd "$1" && shift && apt-get "$@"' _ \
-	"$dir/dl" "${conf[@]}" source --download-only "crash=$version"
+	"$dir/dl" "${APT_CONF[@]}" source --download-only "crash=$version"
 dsc=("$dir"/dl/crash_*.dsc)
 [ -f "${dsc[0]}" ] ||
 	die "apt-get source left no crash .dsc (is crash $version still in $suite? update lab/crash-source-version); log: $LOGS/crashsrc-download.log"

@@ -183,24 +183,35 @@ fetch_arm64_debs() {
 # build/src/apt (the host's sources and lists stay as they are), check it
 # against the suite's SHA256, and unpack its tarball to $KSRC_TARBALL.
 # Nothing happens when the tarball is already there.
+# private_apt DIR "LINE" LOG: a fresh apt configuration of its own in DIR
+# (lists, cache) with the one sources.list line LINE, its lists fetched
+# (log: LOG); its options in the array APT_CONF.  The host's apt sources
+# and lists stay as they are.
+private_apt() {
+	local dir=$1
+	rm -rf "$dir"
+	mkdir -p "$dir/lists/partial" "$dir/cache/archives/partial"
+	echo "$2" >"$dir/sources.list"
+	APT_CONF=(-o Dir::Etc::SourceList="$dir/sources.list" -o Dir::Etc::SourceParts=/dev/null
+		-o Dir::State::Lists="$dir/lists" -o Dir::Cache="$dir/cache"
+		-o APT::Sandbox::User=root)
+	run_logged "$3" apt-get "${APT_CONF[@]}" update
+}
+
 fetch_source() {
-	local want dir conf debs deb
+	local want dir debs deb
 	[ "$KSRC_SUITE" != host ] || return 0
 	[ ! -f "$KSRC_TARBALL" ] || return 0
 	need_cmd apt-get dpkg-deb
 	want=$(cat "$TOP/lab/source-version-$KERNEL")
 	dir=$BUILD/src/apt
-	rm -rf "$dir"
-	mkdir -p "$dir/lists/partial" "$dir/cache/archives/partial" "$dir/debs"
-	echo "deb http://deb.debian.org/debian $KSRC_SUITE main" >"$dir/sources.list"
-	conf=(-o Dir::Etc::SourceList="$dir/sources.list" -o Dir::Etc::SourceParts=/dev/null
-		-o Dir::State::Lists="$dir/lists" -o Dir::Cache="$dir/cache"
-		-o APT::Sandbox::User=root)
 	progress "fetching $KSRC_PKG $want from Debian's $KSRC_SUITE (private apt lists in ${dir#"$TOP"/})"
-	run_logged "$LOGS/source$KSUFFIX-apt.log" apt-get "${conf[@]}" update
+	private_apt "$dir" "deb http://deb.debian.org/debian $KSRC_SUITE main" \
+		"$LOGS/source$KSUFFIX-apt.log"
+	mkdir -p "$dir/debs"
 	# apt-get download checks the file against the suite's SHA256.
 	run_logged "$LOGS/source$KSUFFIX-download.log" bash -c 'cd "$1" && shift && apt-get "$@"' _ \
-		"$dir/debs" "${conf[@]}" download "$KSRC_PKG=$want"
+		"$dir/debs" "${APT_CONF[@]}" download "$KSRC_PKG=$want"
 	debs=("$dir"/debs/"${KSRC_PKG}"_*.deb)
 	deb=${debs[0]}
 	[ -f "$deb" ] || die "apt-get download left no $KSRC_PKG .deb; see $LOGS/source$KSUFFIX-download.log"

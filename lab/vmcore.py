@@ -44,10 +44,12 @@ PATTERN_MAGIC = 0x4c41425041545432   # lab/guest/pattern.c
 #           --no_modules, as the lab's kernels have no modules and 7.3
 #           without CONFIG_MODULES has no "modules" list to resolve
 CRASH_TOOLS = {
-    "debian": dict(cmd=[QEMU_USER, "-L", CRASH_ROOT, os.path.join(CRASH_ROOT, "usr/bin/crash")],
+    "debian": dict(binary=os.path.join(CRASH_ROOT, "usr/bin/crash"),
+                   cmd=[QEMU_USER, "-L", CRASH_ROOT, os.path.join(CRASH_ROOT, "usr/bin/crash")],
                    name="crash 8.0.2", setup="lab/crashroot.sh",
                    page_sizes=(4 << 10, 64 << 10)),
-    "source": dict(cmd=[os.path.join(lab.BUILD, "crash-src", "crash"), "--no_modules"],
+    "source": dict(binary=os.path.join(lab.BUILD, "crash-src", "crash"),
+                   cmd=[os.path.join(lab.BUILD, "crash-src", "crash"), "--no_modules"],
                    name="crash 9.0.2 with fixes", setup="lab/crashsrc.sh",
                    page_sizes=(4 << 10, 16 << 10, 64 << 10)),
 }
@@ -303,8 +305,7 @@ def _analyse(res, variant, rundir, timeout, fulldump):
         if not os.path.exists(vml):
             a.error = "%s is missing (lab/build.sh %s)" % (vml, variant)
             continue
-        if not os.path.exists(CRASH["cmd"][0] if CRASH["cmd"][0] != QEMU_USER
-                              else CRASH["cmd"][-1]):
+        if not os.path.exists(CRASH["binary"]):
             a.error = "%s has no crash; run %s" % (CRASH["name"], CRASH["setup"])
             continue
         try:
